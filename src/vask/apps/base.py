@@ -1,0 +1,83 @@
+"""The app model and the AppStore interface that every store implements."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from vask.protocol import constants as c
+
+
+class AppSettings(BaseModel):
+    """Per-app switches and limits. Defaults follow hosted Pusher (pusher-protocol.md §1.10)."""
+
+    client_events: bool = False
+    user_authentication_required: bool = False
+    user_authentication_timeout: int = Field(default=c.USER_AUTH_TIMEOUT, ge=1)
+    subscription_count_events: bool = False
+    max_connections: int | None = Field(default=None, ge=0)  # None: unlimited
+    max_client_events_per_second: int = Field(default=c.CLIENT_EVENTS_PER_SECOND, ge=0)
+    max_backend_events_per_second: int | None = Field(default=None, ge=0)  # HTTP publishes; None: unlimited
+    max_read_requests_per_second: int | None = Field(default=None, ge=0)  # HTTP reads; None: unlimited
+    max_event_data_bytes: int = Field(default=c.MAX_EVENT_DATA_BYTES, ge=1)
+    max_channels_per_trigger: int = Field(default=c.MAX_CHANNELS_PER_TRIGGER, ge=1)
+    max_batch_size: int = Field(default=c.MAX_BATCH_SIZE, ge=1)
+    max_event_name_length: int = Field(default=c.MAX_EVENT_NAME_LENGTH, ge=1)
+    max_channel_name_length: int = Field(default=c.MAX_CHANNEL_NAME_LENGTH, ge=1)
+    max_presence_members: int = Field(default=c.MAX_PRESENCE_MEMBERS, ge=1)
+    max_presence_user_info_bytes: int = Field(default=c.MAX_PRESENCE_USER_INFO_BYTES, ge=1)
+    max_presence_user_id_length: int = Field(default=c.MAX_PRESENCE_USER_ID_LENGTH, ge=1)
+    activity_timeout: int = Field(default=c.ACTIVITY_TIMEOUT, ge=1)
+
+
+class App(BaseModel):
+    id: str
+    key: str
+    secret: str
+    name: str = ""
+    enabled: bool = True
+    settings: AppSettings = Field(default_factory=AppSettings)
+
+
+def new_app(app_id: str | None = None, key: str | None = None, secret: str | None = None,
+            name: str = "", settings: AppSettings | None = None) -> App:
+    """Build an App, generating credentials that are not given."""
+    return App(
+        id=app_id or str(secrets.randbelow(9_000_000) + 1_000_000),
+        key=key or secrets.token_hex(10),
+        secret=secret or secrets.token_hex(10),
+        name=name,
+        settings=settings or AppSettings(),
+    )
+
+
+class AppExists(Exception):
+    """An app with the same id or key is already stored."""
+
+
+class AppNotFound(Exception):
+    """No app with that id."""
+
+
+class AppStore(Protocol):
+    """Durable storage of apps. Blocking calls: the server runs them off the event loop and caches results.
+
+    Guarantees: ids and keys are unique (``create`` raises AppExists); ``get_*`` return None when absent;
+    ``update`` replaces the whole record (raises AppNotFound).
+    """
+
+    def get_by_id(self, app_id: str) -> App | None: ...
+
+    def get_by_key(self, key: str) -> App | None: ...
+
+    def list(self) -> list[App]: ...
+
+    def create(self, app: App) -> App: ...
+
+    def update(self, app: App) -> App: ...
+
+    def delete(self, app_id: str) -> bool: ...
+
+    def close(self) -> None: ...
