@@ -1,0 +1,138 @@
+"""Shared fixtures: start the real `vask serve` process on port 0 with apps created through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LISTEN_RE = re.compile(r"listening on (wss?)://([^:\s]+):(\d+)")
+
+
+@dataclass
+class TestApp:
+    id: str
+    key: str
+    secret: str
+
+
+@dataclass
+class VaskServer:
+    host: str
+    port: int
+    scheme: str
+    data_dir: Path
+    process: subprocess.Popen[str]
+    apps: dict[str, TestApp] = field(default_factory=dict)
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def app(self) -> TestApp:
+        return next(iter(self.apps.values()))
+
+    @property
+    def ws_url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{'https' if self.scheme == 'wss' else 'http'}://{self.host}:{self.port}"
+
+    def pusher(self, app: TestApp | None = None, **kwargs: Any) -> Any:
+        """A pusher-http-python client pointed at this server."""
+        import pusher
+
+        app = app or self.app
+        return pusher.Pusher(app_id=app.id, key=app.key, secret=app.secret, host=self.host,
+                             port=self.port, ssl=self.scheme == "wss", **kwargs)
+
+    def cli(self, *args: str) -> str:
+        return vask_cli(self.data_dir, *args)
+
+    def stop(self, sig: int | None = None) -> int:
+        if self.process.poll() is None:
+            if sig is None:
+                self.process.terminate()
+            else:
+                self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+
+def vask_cli(data_dir: Path, *args: str) -> str:
+    env = {**os.environ, "VASK_DATA_DIR": str(data_dir)}
+    done = subprocess.run([sys.executable, "-m", "vask", *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"vask {' '.join(args)} failed: {done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def start_server(data_dir: Path, apps: list[dict[str, Any]], extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> VaskServer:
+    """Create ``apps`` (dicts of CLI flags: id, key, secret, plus any `--set` settings) then start the server."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    made: dict[str, TestApp] = {}
+    for spec in apps:
+        spec = dict(spec)
+        app_id, key, secret = spec.pop("id"), spec.pop("key"), spec.pop("secret")
+        args = ["apps", "create", "--id", app_id, "--key", key, "--secret", secret, "--json"]
+        for name, value in spec.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            args += ["--set", f"{name}={value}"]
+        json.loads(vask_cli(data_dir, *args))
+        made[app_id] = TestApp(app_id, key, secret)
+    proc_env = {**os.environ, "VASK_DATA_DIR": str(data_dir), **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vask", "serve", "--port", "0", "--no-default-app", *extra_args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=proc_env)
+    output: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        output.append(line)
+        match = LISTEN_RE.search(line)
+        if match:
+            break
+    else:
+        raise RuntimeError("vask serve exited before listening:\n" + "".join(output))
+    server = VaskServer(match.group(2), int(match.group(3)), match.group(1), data_dir, process, made, output)
+    # Keep draining the output so the server never blocks on a full pipe.
+    stream = process.stdout
+    threading.Thread(target=lambda: output.extend(stream), daemon=True).start()
+    return server
+
+
+DEFAULT_APP = {"id": "test-app", "key": "test-key", "secret": "test-secret",
+               "client_events": True, "subscription_count_events": True}
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[VaskServer] = []
+
+    def make(apps: list[dict[str, Any]] | None = None, *extra_args: str,
+             env: dict[str, str] | None = None) -> VaskServer:
+        server = start_server(tmp_path / f"data{len(started)}", apps or [DEFAULT_APP], extra_args, env)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+def server(server_factory: Any) -> VaskServer:
+    """A running server with one app (client events and subscription_count enabled)."""
+    return server_factory()  # type: ignore[no-any-return]
