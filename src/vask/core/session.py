@@ -1,0 +1,191 @@
+"""What to do with each frame a client sends (pusher-protocol.md §1.4). No I/O, no clock of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from vask.core.connection import Connection
+from vask.core.hub import Hub
+from vask.protocol import auth, frames
+from vask.protocol import constants as c
+from vask.protocol.channels import NAME_RE, Kind, channel_type, name_error, user_channel_owner
+
+
+def handle(hub: Hub, conn: Connection, payload: bytes, now: float) -> None:
+    """Handle one text frame. Bad input gets a pusher:error frame; the connection stays open."""
+    conn.last_seen = now
+    conn.ping_sent_at = None
+    try:
+        message = frames.decode(payload)
+    except frames.BadMessage as exc:
+        error(conn, None, str(exc))
+        return
+    event = message.event
+    if event.startswith("client-"):
+        client_event(hub, conn, message, now)
+    elif event == "pusher:ping":
+        conn.send(frames.encode("pusher:pong", "{}"))
+    elif event == "pusher:pong":
+        pass
+    elif event == "pusher:subscribe":
+        subscribe(hub, conn, message.data)
+    elif event == "pusher:unsubscribe":
+        data = frames.data_object(message.data)
+        name = data.get("channel") if data else None
+        if isinstance(name, str):
+            hub.unsubscribe(conn, name)
+        else:
+            error(conn, None, "pusher:unsubscribe needs data.channel, the channel name")
+    elif event == "pusher:signin":
+        signin(hub, conn, message.data)
+    else:
+        error(conn, None, f"Unsupported event {event!r}: clients may send pusher:subscribe, "
+                          "pusher:unsubscribe, pusher:signin, pusher:ping, pusher:pong and client-* events")
+
+
+def error(conn: Connection, code: int | None, message: str, channel: str | None = None) -> None:
+    conn.send(frames.encode_error(code, message))
+    if channel is not None:
+        # Not a Pusher frame, but pusher-js routes it to the channel's subscription_error handlers.
+        conn.send(frames.encode("pusher:subscription_error", {"type": "AuthError", "error": message,
+                                                               "status": 401}, channel))
+
+
+def subscribe(hub: Hub, conn: Connection, raw: Any) -> None:
+    data = frames.data_object(raw)
+    name = data.get("channel") if data else None
+    if data is None or not isinstance(name, str):
+        error(conn, None, "pusher:subscribe needs data.channel, the channel name")
+        return
+    settings = conn.app.settings
+    problem = name_error(name, settings.max_channel_name_length)
+    if problem:
+        error(conn, None, problem, name)
+        return
+    if name in conn.subscriptions:
+        error(conn, None, f"Existing subscription to channel {name}")
+        return
+    kind = channel_type(name)
+    channel_data = data.get("channel_data")
+    if channel_data is not None and not isinstance(channel_data, str):
+        error(conn, None, f"channel_data must be the JSON string that was signed, for {name}", name)
+        return
+    if kind.kind is Kind.USER:
+        if conn.user_id is None or user_channel_owner(name) != conn.user_id:
+            error(conn, c.UNAUTHORIZED, f"Only the signed-in user may subscribe to {name}", name)
+            return
+    elif kind.needs_auth:
+        if not data.get("auth"):
+            error(conn, None, f"Auth info required to subscribe to {name}", name)
+            return
+        message = auth.channel_string(conn.socket_id, name, channel_data)
+        problem = auth.check_auth(conn.app.key, conn.app.secret, message, data.get("auth"))
+        if problem:
+            error(conn, None, problem, name)
+            return
+    user_id: str | None = None
+    user_info: Any = None
+    if kind.is_presence:
+        member = presence_member(conn, name, channel_data)
+        if isinstance(member, str):
+            error(conn, None, member, name)
+            return
+        user_id, user_info = member
+    if not hub.subscribe(conn, name, user_id, user_info):
+        error(conn, c.OVER_CAPACITY, f"Presence channel {name} is full: at most "
+                                     f"{settings.max_presence_members} members", name)
+
+
+def presence_member(conn: Connection, name: str, channel_data: str | None) -> tuple[str, Any] | str:
+    """The (user_id, user_info) a presence subscription joins as, or the error text."""
+    settings = conn.app.settings
+    if channel_data is None:
+        # pusher-js 8 omits channel_data when the connection is signed in: the member is that user.
+        if conn.user_id is None or conn.user_data is None:
+            return f"channel_data required to subscribe to presence channel {name} (or sign in first)"
+        return conn.user_id, conn.user_data.get("user_info")
+    try:
+        parsed = orjson.loads(channel_data)
+    except orjson.JSONDecodeError:
+        return f"Invalid channel_data for {name}: not JSON"
+    if not isinstance(parsed, dict) or "user_id" not in parsed:
+        return f"Invalid channel_data for {name}: expected an object with user_id"
+    raw_id = parsed["user_id"]
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
+        return f"Invalid channel_data for {name}: user_id must be a non-empty string or number"
+    user_id = str(raw_id)
+    if len(user_id) > settings.max_presence_user_id_length:
+        return f"Presence user_id too long: at most {settings.max_presence_user_id_length} characters"
+    info = parsed.get("user_info")
+    if info is not None and len(orjson.dumps(info)) > settings.max_presence_user_info_bytes:
+        return f"Presence user_info too large: at most {settings.max_presence_user_info_bytes} bytes"
+    return user_id, info
+
+
+def client_event(hub: Hub, conn: Connection, message: frames.ClientMessage, now: float) -> None:
+    settings = conn.app.settings
+    name = message.channel
+    if not settings.client_events:
+        error(conn, c.CLIENT_EVENT_RATE_LIMIT, "Client events are not enabled for this app")
+        return
+    if name is None or name not in conn.subscriptions:
+        error(conn, None, f"Client event {message.event} rejected: subscribe to {name} first")
+        return
+    state = hub.state(conn.app)
+    channel = state.channels.get(name)
+    if channel is None or not channel.type.allows_client_events:
+        error(conn, None, f"Client events are only allowed on private and presence channels, not {name}")
+        return
+    if len(message.event) > settings.max_event_name_length:
+        error(conn, None, f"Event name too long: at most {settings.max_event_name_length} characters")
+        return
+    size = len(message.data) if isinstance(message.data, str) else len(orjson.dumps(message.data))
+    if size > settings.max_event_data_bytes:
+        error(conn, None, f"Client event data too large: {size} bytes, the limit is "
+                          f"{settings.max_event_data_bytes}")
+        return
+    if not conn.take_token(now):
+        error(conn, c.CLIENT_EVENT_RATE_LIMIT, f"Client event rejected: more than "
+                                               f"{settings.max_client_events_per_second} per second")
+        return
+    user_id = conn.subscriptions[name].user_id if channel.type.is_presence else None
+    hub.client_event(conn, channel, message.event, message.data, user_id)
+
+
+def signin(hub: Hub, conn: Connection, raw: Any) -> None:
+    data = frames.data_object(raw)
+    user_data = data.get("user_data") if data else None
+    if data is None or not isinstance(user_data, str):
+        hub.close(conn, c.UNAUTHORIZED, "pusher:signin needs data.auth and data.user_data (a JSON string)")
+        return
+    problem = auth.check_auth(conn.app.key, conn.app.secret, auth.signin_string(conn.socket_id, user_data),
+                              data.get("auth"))
+    if problem:
+        hub.close(conn, c.UNAUTHORIZED, problem)
+        return
+    try:
+        parsed = orjson.loads(user_data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    user_id = parsed.get("id") if isinstance(parsed, dict) else None
+    if not isinstance(user_id, str) or not user_id or len(user_id) > c.MAX_USER_ID_LENGTH \
+            or not NAME_RE.match(user_id):
+        hub.close(conn, c.UNAUTHORIZED, "Invalid user_data: id must be a non-empty string of letters, "
+                                        "digits and _ - = @ , . ;")
+        return
+    assert isinstance(parsed, dict)
+    if conn.user_id is not None and conn.user_id != user_id:
+        hub.close(conn, c.UNAUTHORIZED, f"Connection is already signed in as {conn.user_id}")
+        return
+    watchlist = parsed.get("watchlist") or []
+    if not isinstance(watchlist, list):
+        watchlist = []
+    ids = [str(w) for w in watchlist if isinstance(w, str | int) and not isinstance(w, bool)]
+    conn.send(frames.encode_internal("pusher:signin_success", {"user_data": user_data}))
+    if conn.user_id is None:
+        hub.sign_in(conn, user_id, parsed, ids[: c.MAX_WATCHLIST])
+    if len(ids) > c.MAX_WATCHLIST:
+        error(conn, c.WATCHLIST_LIMIT, f"Watchlist limit exceeded: only the first {c.MAX_WATCHLIST} user ids "
+                                       "are watched")
