@@ -61,6 +61,10 @@ class AppNotFound(Exception):
     """No app with that id."""
 
 
+class AppStoreError(Exception):
+    """The store cannot be opened or reached (missing driver, unreachable server, unusable file or schema)."""
+
+
 class AppStore(Protocol):
     """Durable storage of apps. Blocking calls: the server runs them off the event loop and caches results.
 
