@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from app_store_contract import AppStoreContract, PersistentAppStoreContract
 
+from app_store_contract import AppStoreContract, PersistentAppStoreContract
 from vask.apps import sqlite as sqlite_store
 from vask.apps.base import App, AppSettings, AppStore, AppStoreError
 from vask.apps.memory import MemoryAppStore

@@ -1,0 +1,216 @@
+"""Server configuration: one pydantic-settings model, read from defaults, a TOML file, env and CLI flags.
+
+Precedence, highest first: CLI overrides (values that are not None) > ``VASK_*`` env variables > the TOML
+file given to :meth:`Settings.load` > defaults. The TOML file is flat, with the field names as keys
+(``port = 6001``); unknown keys are errors so that typos do not pass silently.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from vask.protocol import constants as c
+
+MASK = "***"
+StoreKind = Literal["sqlite", "postgresql", "memory"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+_SECRET_FIELD = re.compile(r"secret|password|passphrase|token", re.IGNORECASE)
+_SECRET_QUERY_PARAMS = {"password", "sslpassword"}
+_SCHEMES: dict[str, StoreKind] = {"sqlite": "sqlite", "postgres": "postgresql",
+                                  "postgresql": "postgresql", "memory": "memory"}
+
+# The TOML file for the Settings being built. pydantic-settings picks its sources in a classmethod, so the
+# path of one particular load() call has to reach it from outside; a ContextVar keeps threads apart.
+_toml_file: ContextVar[Path | None] = ContextVar("vask_toml_file", default=None)
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be loaded; the message says which file, variable or value is wrong."""
+
+
+def secret_mask(value: str | None) -> str | None:
+    """Hide a secret but keep 'unset' visible: None and "" stay as they are."""
+    return MASK if value else value
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (in the userinfo or a ``password=`` query parameter) replaced by ***."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    userinfo, at, hostport = netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if at and colon:
+        netloc = f"{user}:{MASK}@{hostport}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k.lower() in _SECRET_QUERY_PARAMS for k, _ in pairs):
+        query = urlencode([(k, MASK if k.lower() in _SECRET_QUERY_PARAMS else v) for k, v in pairs], safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # untouched: re-assembling would drop the empty authority of sqlite:///relative URLs
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VASK_", env_nested_delimiter="__", extra="forbid",
+                                      env_ignore_empty=True, validate_default=True)
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=6001, ge=0, le=65535,
+                      description="WebSocket and HTTP API port; 0 picks a free one.")
+    data_dir: Path = Field(default=Path(".vask"),
+                           description="Directory for the SQLite database and other state.")
+    database_url: str | None = Field(
+        default=None, description="App store: postgresql://..., sqlite:///path or memory://; "
+                                  "unset means SQLite at <data_dir>/vask.db.")
+    ssl_cert: Path | None = Field(default=None, description="TLS certificate (PEM); needs ssl_key.")
+    ssl_key: Path | None = Field(default=None, description="TLS private key (PEM); needs ssl_cert.")
+    create_default_app: bool = Field(
+        default=True,
+        description="Create app-id/app-key/app-secret when the store has no app (for development).")
+    max_connections: int | None = Field(
+        default=None, ge=0,
+        description="Connections this node accepts before refusing with 4100; unset: no limit.")
+    shutdown_grace: float = Field(default=10.0, ge=0, description="Seconds to drain connections on shutdown.")
+    pong_timeout: int = Field(default=c.PONG_TIMEOUT, ge=1,
+                              description="Seconds to wait for a pong after a ping.")
+    max_ws_frame_bytes: int = Field(default=c.MAX_WS_FRAME_BYTES, ge=1,
+                                    description="Largest WebSocket frame read.")
+    max_http_body_bytes: int = Field(default=c.MAX_HTTP_BODY_BYTES, ge=1,
+                                     description="Largest HTTP request body.")
+    max_outbox_bytes: int = Field(
+        default=c.MAX_OUTBOX_BYTES, ge=1,
+        description="Unsent bytes a connection may hold before it is dropped.")
+    app_cache_ttl: float = Field(
+        default=5.0, ge=0,
+        description="Seconds an app record is cached; changes made by the CLI show after this.")
+    sweep_interval: float = Field(default=1.0, gt=0,
+                                  description="Seconds between checks for idle connections.")
+    log_level: LogLevel = Field(default="info", description="debug, info, warning, error or critical.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win. No .env file or secrets dir: their discovery rules would surprise operators.
+        toml_file = _toml_file.get()
+        if toml_file is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+
+    @classmethod
+    def load(cls, config_path: Path | None = None, **overrides: Any) -> Settings:
+        """Build the effective settings; overrides are CLI flags, and None means 'flag not given'."""
+        if config_path is not None:
+            if not config_path.is_file():
+                raise ConfigError(f"config file not found: {config_path}")
+            try:
+                # Parsed here only to report syntax errors with the file name; the source re-reads it.
+                tomllib.loads(config_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {config_path}: {exc}") from exc
+        token = _toml_file.set(config_path)
+        try:
+            return cls(**{name: value for name, value in overrides.items() if value is not None})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, config_path)) from exc
+        finally:
+            _toml_file.reset(token)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase_level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("data_dir", "ssl_cert", "ssl_key")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in _SCHEMES:
+            raise ValueError("must start with postgresql://, postgres://, sqlite:/// or memory://")
+        if _SCHEMES[scheme.lower()] == "sqlite" and not rest.removeprefix("/"):
+            raise ValueError("sqlite URLs need a file path: sqlite:///relative.db or sqlite:////absolute.db")
+        return value
+
+    @model_validator(mode="after")
+    def _ssl_pair(self) -> Settings:
+        if (self.ssl_cert is None) != (self.ssl_key is None):
+            raise ValueError("ssl_cert and ssl_key must be given together")
+        return self
+
+    @property
+    def store_kind(self) -> StoreKind:
+        if self.database_url is None:
+            return "sqlite"
+        return _SCHEMES[self.database_url.partition("://")[0].lower()]
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of the app store, or None when the store is not SQLite.
+
+        ``sqlite:///x.db`` is relative to the working directory and ``sqlite:////x.db`` absolute, as in
+        SQLAlchemy URLs.
+        """
+        if self.database_url is None:
+            return self.data_dir / "vask.db"
+        if self.store_kind != "sqlite":
+            return None
+        return Path(self.database_url.partition("://")[2].removeprefix("/")).expanduser()
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_cert is not None
+
+    def masked_dict(self) -> dict[str, Any]:
+        """All settings as JSON-compatible values, with passwords and secrets replaced by ***."""
+        data = self.model_dump(mode="json")
+        for name, value in data.items():
+            if not isinstance(value, str):
+                continue
+            if name.endswith("_url"):
+                data[name] = mask_url(value)
+            elif _SECRET_FIELD.search(name):
+                data[name] = secret_mask(value)
+        return data
+
+
+def _describe(exc: ValidationError, config_path: Path | None) -> str:
+    """One line per bad value, naming the setting and where settings come from."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown setting (known: {', '.join(Settings.model_fields)})"
+        elif error["loc"] and "input" in error and not _SECRET_FIELD.search(name):
+            # Only a single field's value is echoed: a whole-model input could hold a database password.
+            shown = error["input"]
+            if name.endswith("_url") and isinstance(shown, str):
+                shown = mask_url(shown)
+            message = f"{message} (got {shown!r})"
+        lines.append(f"{name}: {message}")
+    origin = f"{config_path}, " if config_path is not None else ""
+    return f"invalid configuration ({origin}VASK_* environment or options):\n  " + "\n  ".join(lines)

@@ -1,0 +1,112 @@
+"""PostgresAppStore against a real PostgreSQL server, each test in its own throwaway schema.
+
+The server is taken from VASK_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test); when
+it cannot be reached every test here is skipped with the connection error as the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from app_store_contract import PersistentAppStoreContract
+from vask.apps.base import App, AppSettings, AppStore, AppStoreError
+from vask.config import mask_url
+
+pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'vask[postgres]')")
+import psycopg
+from psycopg import sql
+
+from vask.apps import postgres as pg_store
+from vask.apps.postgres import PostgresAppStore
+
+pytestmark = pytest.mark.postgres
+
+URL = os.environ.get("VASK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="module")
+def admin() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    try:
+        conn = psycopg.connect(URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {mask_url(URL)}: {exc}")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def schema(admin: psycopg.Connection[tuple[object, ...]]) -> Iterator[str]:
+    name = f"vask_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+class TestPostgresStore(PersistentAppStoreContract):
+    @pytest.fixture
+    def store(self, schema: str) -> Iterator[AppStore]:
+        store = PostgresAppStore(URL, schema=schema)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def reopen(self, schema: str) -> Callable[[], AppStore]:
+        return lambda: PostgresAppStore(URL, schema=schema)
+
+    def test_schema_layout(self, store: AppStore, schema: str,
+                           admin: psycopg.Connection[tuple[object, ...]]) -> None:
+        store.create(App(id="a", key="k", secret="s", settings=AppSettings(client_events=True)))
+        columns = admin.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'apps' ORDER BY ordinal_position", (schema,)).fetchall()
+        assert columns == [("id", "text"), ("key", "text"), ("secret", "text"), ("name", "text"),
+                           ("enabled", "boolean"), ("settings", "jsonb"),
+                           ("created_at", "timestamp with time zone"),
+                           ("updated_at", "timestamp with time zone")]
+        query = sql.SQL("SELECT settings->>'client_events', enabled FROM {}")
+        row = admin.execute(query.format(sql.Identifier(schema, "apps"))).fetchone()
+        assert row == ("true", True)
+        versions = admin.execute(sql.SQL("SELECT version FROM {}").format(
+            sql.Identifier(schema, "schema_version"))).fetchall()
+        assert versions == [(v,) for v in range(1, pg_store.SCHEMA_VERSION + 1)]
+
+    def test_update_moves_updated_at(self, store: AppStore, schema: str,
+                                     admin: psycopg.Connection[tuple[object, ...]]) -> None:
+        store.create(App(id="a", key="k", secret="s"))
+        store.update(App(id="a", key="k", secret="s2"))
+        row = admin.execute(sql.SQL("SELECT updated_at > created_at FROM {}").format(
+            sql.Identifier(schema, "apps"))).fetchone()
+        assert row == (True,)
+
+    def test_refuses_a_newer_schema(self, store: AppStore, schema: str,
+                                    admin: psycopg.Connection[tuple[object, ...]]) -> None:
+        store.close()
+        admin.execute(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(
+            sql.Identifier(schema, "schema_version")), (pg_store.SCHEMA_VERSION + 1,))
+        with pytest.raises(AppStoreError, match="newer than this Vask supports"):
+            PostgresAppStore(URL, schema=schema)
+
+    def test_reads_survive_a_dropped_connection(self, store: AppStore,
+                                                admin: psycopg.Connection[tuple[object, ...]]) -> None:
+        store.create(App(id="a", key="k", secret="s"))
+        assert isinstance(store, PostgresAppStore)
+        pid = store._conn.info.backend_pid
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        fetched = store.get_by_key("k")
+        assert fetched is not None and fetched.id == "a"
+        assert store._conn.info.backend_pid != pid
+
+    def test_closed_store_raises_store_error(self, store: AppStore) -> None:
+        store.close()
+        with pytest.raises(AppStoreError, match="closed"):
+            store.list()
+
+
+def test_unreachable_server_is_a_store_error() -> None:
+    # Port 1 on localhost: nothing listens there, so the connection is refused at once.
+    with pytest.raises(AppStoreError, match="cannot connect to PostgreSQL") as info:
+        PostgresAppStore("postgresql://vask:hunter2@127.0.0.1:1/test", connect_timeout=2)
+    assert "hunter2" not in str(info.value)
