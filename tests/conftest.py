@@ -111,7 +111,7 @@ def start_server(data_dir: Path, apps: list[dict[str, Any]], extra_args: tuple[s
     return server
 
 
-DEFAULT_APP = {"id": "test-app", "key": "test-key", "secret": "test-secret",
+DEFAULT_APP = {"id": "424242", "key": "test-key", "secret": "test-secret",
                "client_events": True, "subscription_count_events": True}
 
 
