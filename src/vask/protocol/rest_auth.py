@@ -144,12 +144,12 @@ def verify_request(
     if not hmac.compare_digest(sign(app.secret, expected).encode(), given.encode()):
         raise RestAuthError(
             f"Invalid signature: you should have sent HmacSHA256Hex({_quote(expected)}, your_secret_key), "
-            f"but you sent {_quote(given)}")
+            f"but you sent {_quote(clip(given))}")
 
     # Checked only once the caller proved it holds a secret, so unauthenticated callers cannot probe ids.
     if path_app_id is not None and path_app_id != app.id:
         raise AppPathMismatch(
-            f"auth_key {key} is not a key of app {path_app_id!r}: check the app id and key your client "
+            f"auth_key {key} is not a key of app {clip(path_app_id)!r}: check the app id and key your client "
             "is configured with", app, path_app_id)
 
     return SignedRequest(app, tuple(pair for pair in params if pair[0] != AUTH_SIGNATURE))
@@ -169,7 +169,7 @@ def _check_timestamp(raw: str | None, now: float) -> None:
     if raw is None or raw == "":
         raise RestAuthError("Timestamp required")
     if not _TIMESTAMP_RE.match(raw):
-        raise RestAuthError(f"Invalid auth_timestamp {raw!r}: send whole seconds since the Unix epoch")
+        raise RestAuthError(f"Invalid auth_timestamp {clip(raw)!r}: send whole seconds since the Unix epoch")
     given = float(raw)
     if abs(now - given) >= c.TIMESTAMP_WINDOW:
         raise RestAuthError(
@@ -182,14 +182,19 @@ def _check_body_md5(given: str | None, body: bytes) -> None:
         # pusher-http-python signs the MD5 of the empty body on GET requests too; accept exactly that.
         if given is not None and given != c.EMPTY_BODY_MD5:
             raise RestAuthError(
-                f"Invalid body_md5 {given!r}: the request has no body, whose MD5 is {c.EMPTY_BODY_MD5}")
+                f"Invalid body_md5 {clip(given)!r}: the request has no body, whose MD5 is {c.EMPTY_BODY_MD5}")
         return
     if given is None:
         raise RestAuthError("body_md5 required: send the hex MD5 of the request body")
     actual = hashlib.md5(body).hexdigest()
     if not hmac.compare_digest(given.lower().encode(), actual.encode()):
         raise RestAuthError(
-            f"Invalid body_md5: you sent {given!r} but the MD5 of the body received is {actual}")
+            f"Invalid body_md5: you sent {clip(given)!r} but the MD5 of the body received is {actual}")
+
+
+def clip(text: str, limit: int = 100) -> str:
+    """``text`` cut to ``limit`` characters, so an error message never echoes a huge input back."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _iso(timestamp: float) -> str:
