@@ -41,9 +41,24 @@ class Subscription:
 
 class Connection:
     __slots__ = (
-        "app", "socket_id", "peer", "flusher", "max_outbox", "outbox", "outbox_size", "closing",
-        "subscriptions", "user_id", "user_data", "watchlist", "connected_at", "last_seen",
-        "ping_sent_at", "tokens", "tokens_at", "authorized",
+        "app",
+        "authorized",
+        "closing",
+        "connected_at",
+        "flusher",
+        "last_seen",
+        "max_outbox",
+        "outbox",
+        "outbox_size",
+        "peer",
+        "ping_sent_at",
+        "socket_id",
+        "subscriptions",
+        "tokens",
+        "tokens_at",
+        "user_data",
+        "user_id",
+        "watchlist",
     )
 
     def __init__(self, app: App, peer: Peer, flusher: Flusher, now: float, max_outbox: int) -> None:

@@ -1,4 +1,4 @@
-"""Encoding of server frames and decoding of client frames (pusher-protocol.md §1.2–1.4).
+"""Encoding of server frames and decoding of client frames (pusher-protocol.md §1.2-1.4).
 
 Server frames carry ``data`` as a JSON-encoded string, as Pusher does; published events carry the
 publisher's ``data`` verbatim. ``ws_frame`` wraps a payload in an unmasked WebSocket text frame so a

@@ -1,0 +1,283 @@
+"""One TCP connection: HTTP/1.1 parsed by httptools; an upgrade to /app/{key} turns it into a WebSocket.
+
+Requests are answered in order (keep-alive and pipelining); app look-ups that miss the cache are the only
+awaits, and reading pauses while one is pending so order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+from websockets.server import ServerProtocol
+
+from vask.core.connection import Connection
+from vask.protocol import frames
+from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
+from vask.server import websocket
+from vask.server.node import ServerState
+from vask.server.routes import Response, respond, respond_async
+
+REQUEST_TIMEOUT = 10.0  # whole request, headers and body: slow senders are cut off
+IDLE_TIMEOUT = 60.0  # keep-alive connection with no request
+CLOSE_TIMEOUT = 5.0  # wait for the client's close frame before dropping the socket
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    keep_alive: bool
+    upgrade: bool
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser: Any = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.header_bytes = 0
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.queue: deque[HttpRequest] = deque()
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.ws: ServerProtocol | None = None
+        self.conn: Connection | None = None
+        self.fragments: list[bytes] = []
+        self.early: list[bytes] = []  # frames that arrive before the Pusher handshake finished
+        self.opening = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
+        self.state.protocols.add(self)
+        self._arm(IDLE_TIMEOUT)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.protocols.discard(self)
+        self._disarm()
+        if self.conn is not None:
+            self.state.hub.remove(self.conn)
+            self.conn.closing = True
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            if self.conn is None and self.opening:
+                self.early.append(data)
+            elif self.conn is None:  # refused: only the client's close frame matters now
+                self.ws.receive_data(data)
+                self.ws.events_received()
+                self.send_ws_output()
+            else:
+                websocket.receive(self, self.ws, data, self.state)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            if data[offset:]:
+                self.early.append(data[offset:])
+        except httptools.HttpParserError:
+            self._fail(HTTPStatus.BAD_REQUEST, "Malformed HTTP request")
+        except _TooLarge as exc:
+            self._fail(exc.status, str(exc))
+
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+        self.body = []
+        self.body_size = 0
+        self._arm(REQUEST_TIMEOUT)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._count_header(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header(len(name) + len(value))
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def _count_header(self, size: int) -> None:
+        self.header_bytes += size
+        if self.header_bytes > MAX_HEADER_BYTES:
+            raise _TooLarge(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large")
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.state.settings.max_http_body_bytes:
+            raise _TooLarge(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            f"Request body too large: the limit is {self.state.settings.max_http_body_bytes} bytes")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        path, _, query = self.url.decode("latin-1").partition("?")
+        request = HttpRequest(self.parser.get_method().decode(), path, query, self.headers,
+                              b"".join(self.body), self.parser.should_keep_alive(), self.parser.should_upgrade())
+        self.queue.append(request)
+        if not self.busy:
+            self._drain()
+
+    # -- request handling --------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        while self.queue and self.transport is not None and not self.transport.is_closing():
+            request = self.queue[0]
+            if request.upgrade:
+                self.queue.clear()
+                self._upgrade(request)
+                return
+            response = respond(self.state, request)
+            if response is None:  # the app is not in the cache: look it up, then carry on in order
+                self.busy = True
+                self.transport.pause_reading()
+                self.loop.create_task(self._finish_async(request))
+                return
+            self.queue.popleft()
+            self._write_response(response, request.keep_alive)
+        if not self.queue:
+            self._arm(IDLE_TIMEOUT)
+
+    async def _finish_async(self, request: HttpRequest) -> None:
+        response = await respond_async(self.state, request)
+        self.busy = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.queue.popleft()
+        self._write_response(response, request.keep_alive)
+        self.transport.resume_reading()
+        self._drain()
+
+    def _write_response(self, response: Response, keep_alive: bool) -> None:
+        assert self.transport is not None
+        keep_alive = keep_alive and not self.state.shutting_down
+        status = HTTPStatus(response.status)
+        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {response.content_type}\r\n"
+                f"Content-Length: {len(response.body)}\r\n")
+        if not keep_alive:
+            head += "Connection: close\r\n"
+        self.transport.write(head.encode() + b"\r\n" + response.body)
+        if not keep_alive:
+            self.transport.close()
+
+    def _fail(self, status: HTTPStatus, message: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._write_response(Response.error(status.value, message), keep_alive=False)
+
+    # -- WebSocket ---------------------------------------------------------------------------
+
+    def _upgrade(self, request: HttpRequest) -> None:
+        assert self.transport is not None
+        self._disarm()
+        raw, ws = websocket.handshake(request.path + ("?" + request.query if request.query else ""),
+                                      request.headers, self.state.settings.max_ws_frame_bytes)
+        self.transport.write(raw)
+        if ws is None:
+            self.transport.close()
+            return
+        self.ws = ws
+        if not request.path.startswith("/app/") or "/" in request.path[5:] or len(request.path) == 5:
+            self._refuse(4005, f"Path not found: connect to /app/{{key}}, not {request.path}")
+            return
+        problem = websocket.opening_error(request.query, self.state)
+        if problem:
+            self._refuse(*problem)
+            return
+        key = request.path[5:]
+        hit, app = self.state.apps.cached_by_key(key)
+        if hit:
+            self._open(key, app)
+        else:
+            self.opening = True
+            self.transport.pause_reading()
+            self.loop.create_task(self._open_async(key))
+
+    async def _open_async(self, key: str) -> None:
+        app = await self.state.apps.by_key(key)
+        self.opening = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.resume_reading()
+        self._open(key, app)
+
+    def _open(self, key: str, app: Any) -> None:
+        problem = websocket.app_error(key, app, self.state)
+        if problem:
+            self._refuse(*problem)
+            return
+        self.conn = websocket.establish(self, app, self.state)
+        early, self.early = self.early, []
+        for data in early:
+            self.data_received(data)
+
+    def _refuse(self, code: int, reason: str) -> None:
+        """Pusher's refusal: a pusher:error frame, then the close code (before any Connection exists)."""
+        assert self.transport is not None and self.ws is not None
+        self.transport.write(frames.ws_frame(frames.encode_error(code, reason)))
+        self.ws.send_close(code, reason)
+        self.send_ws_output()
+        self._arm(CLOSE_TIMEOUT)
+
+    def send_ws_output(self) -> None:
+        if self.ws is None or self.transport is None:
+            return
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            else:  # the close handshake is over: the server closes TCP
+                self.transport.close()
+
+    # -- Peer (used by the hub) --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def buffered(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def close(self, code: int, reason: str) -> None:
+        if self.conn is not None and self.conn.outbox:
+            self.write(self.conn.take_outbox())
+        if self.ws is not None and self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(Exception):  # already closing: nothing more to say
+                self.ws.send_close(code, reason)
+            self.send_ws_output()
+            self._arm(CLOSE_TIMEOUT)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        self._disarm()
+        self.timer = self.loop.call_later(delay, self._expire)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            self.transport.abort() if self.ws is not None else self.transport.close()
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status

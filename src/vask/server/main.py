@@ -1,0 +1,103 @@
+"""Start the server: open the store, listen on one port, sweep timers, shut down gracefully on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+import time
+
+from vask import __version__
+from vask.config import Settings
+from vask.core.hub import Hub
+from vask.factory import ensure_default_app, open_store
+from vask.protocol import constants as c
+from vask.server.appcache import AppCache
+from vask.server.http import HttpProtocol
+from vask.server.node import Flusher, ServerState
+
+log = logging.getLogger("vask")
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every open and close at INFO
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on Windows); asyncio's loop works, slower
+        asyncio.run(serve(settings))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(settings))
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.ssl_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.ssl_cert), str(settings.ssl_key) if settings.ssl_key else None)
+    return context
+
+
+async def serve(settings: Settings, started: asyncio.Future[int] | None = None) -> None:
+    store = open_store(settings)
+    try:
+        default = await asyncio.to_thread(ensure_default_app, store, settings)
+        if default is not None:
+            print(f"WARNING: no app was configured, so a development app was created: id={default.id} "
+                  f"key={default.key} secret={default.secret}. Do not use it in production "
+                  "(create your own with `vask apps create`, disable this with --no-default-app).", flush=True)
+        loop = asyncio.get_running_loop()
+        hub = Hub(time.monotonic)
+        state = ServerState(settings, hub, AppCache(store, settings.app_cache_ttl), Flusher(loop, lambda: hub))
+        context = _ssl_context(settings)
+        server = await loop.create_server(lambda: HttpProtocol(state), settings.host, settings.port,
+                                          ssl=context, backlog=4096, reuse_address=True)
+        port = server.sockets[0].getsockname()[1]
+        scheme = "wss" if context else "ws"
+        print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
+              f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
+        if started is not None:
+            started.set_result(port)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        sweeper = loop.create_task(_sweep(state))
+        await stop.wait()
+        sweeper.cancel()
+        await shutdown(state, server)
+    finally:
+        store.close()
+
+
+async def _sweep(state: ServerState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.sweep_interval)
+        try:
+            state.hub.sweep(state.clock(), state.settings.pong_timeout)
+        except Exception:  # a bug here must not stop pings and timeouts for everyone
+            log.exception("sweep failed")
+
+
+async def shutdown(state: ServerState, server: asyncio.Server) -> None:
+    """Stop accepting, close every WebSocket with 4200 (reconnect now), wait for them, then return."""
+    log.info("shutting down: closing %d connections", state.hub.connection_count)
+    state.shutting_down = True
+    server.close()
+    for app_state in list(state.hub.apps.values()):
+        for conn in list(app_state.connections):
+            state.hub.close(conn, c.RECONNECT, "Server is shutting down. Please reconnect shortly.")
+    for proto in list(state.protocols):
+        if proto.ws is None and not proto.queue and proto.transport is not None:
+            proto.transport.close()  # idle keep-alive HTTP connections
+    deadline = time.monotonic() + state.settings.shutdown_grace
+    while state.protocols and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for proto in list(state.protocols):
+        if proto.transport is not None:
+            proto.transport.abort()
+    print("Vask stopped.", file=sys.stderr, flush=True)

@@ -1,0 +1,58 @@
+"""Shared state of one server process, and the per-loop-pass flusher that coalesces writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vask.config import Settings
+from vask.core.connection import Connection
+from vask.core.hub import Hub
+from vask.protocol import constants as c
+from vask.server.appcache import AppCache
+from vask.server.routes import RateLimits
+
+if TYPE_CHECKING:
+    from vask.server.http import HttpProtocol
+
+
+class Flusher:
+    """Writes every dirty connection's queued frames as one write, once per event-loop pass."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hub: Callable[[], Hub]) -> None:
+        self.loop = loop
+        self.hub = hub
+        self.dirty: list[Connection] = []
+        self.scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self.dirty.append(conn)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            if not conn.outbox or conn.closing:
+                continue
+            conn.peer.write(conn.take_outbox())
+            if conn.peer.buffered() > conn.max_outbox:
+                # A client that stops reading is cut off rather than allowed to grow memory.
+                self.hub().close(conn, c.OVER_CAPACITY, "Client too slow: it does not read its messages")
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    hub: Hub
+    apps: AppCache
+    flusher: Flusher
+    clock: Callable[[], float] = time.monotonic
+    limits: RateLimits = field(default_factory=RateLimits)
+    shutting_down: bool = False
+    protocols: set[HttpProtocol] = field(default_factory=set)

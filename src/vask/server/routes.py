@@ -1,0 +1,123 @@
+"""Plain HTTP requests: health endpoints and the HTTP API, with per-app rate limits.
+
+The HTTP API logic lives in ``vask.protocol.rest``; this module feeds it apps from the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+import orjson
+
+from vask.apps.base import App
+from vask.protocol import rest
+
+if TYPE_CHECKING:
+    from vask.server.http import HttpRequest
+    from vask.server.node import ServerState
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @staticmethod
+    def error(status: int, message: str) -> Response:
+        return Response(status, message.encode(), "text/plain; charset=utf-8")
+
+
+OK = Response(200, b"OK", "text/plain; charset=utf-8")
+HEALTH = {"/", "/up", "/live"}
+
+
+class _CachedApps:
+    """AppLookup over the cache; ``respond`` only calls it once the needed entries are warm."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def get_by_id(self, app_id: str) -> App | None:
+        return self.state.apps.cached_by_id(app_id)[1]
+
+    def get_by_key(self, key: str) -> App | None:
+        return self.state.apps.cached_by_key(key)[1]
+
+
+def _needed(request: HttpRequest) -> tuple[str | None, str | None]:
+    """(app id from the path, auth_key from the query) that the request will look up."""
+    app_id = None
+    if request.path.startswith("/apps/"):
+        app_id = request.path[6:].split("/", 1)[0] or None
+    keys = parse_qs(request.query).get("auth_key")
+    return app_id, keys[0] if keys else None
+
+
+def _warm(state: ServerState, request: HttpRequest) -> bool:
+    app_id, key = _needed(request)
+    return (app_id is None or state.apps.cached_by_id(app_id)[0]) and (
+        key is None or state.apps.cached_by_key(key)[0])
+
+
+def respond(state: ServerState, request: HttpRequest) -> Response | None:
+    """The response, or None when an app must first be loaded from the store (see ``respond_async``)."""
+    path = request.path
+    if request.method in ("GET", "HEAD") and (path in HEALTH or path == "/ready"):
+        if path == "/ready" and state.shutting_down:
+            return Response.error(503, "Shutting down")
+        return OK
+    if not _warm(state, request):
+        return None
+    call = rest.prepare(request.method, path, request.query, request.body, time.time(), _CachedApps(state))
+    if isinstance(call, rest.RestResponse):
+        return _convert(call)
+    limited = state.limits.check(call)
+    if limited is not None:
+        return limited
+    return _convert(rest.execute(call, state.hub))
+
+
+async def respond_async(state: ServerState, request: HttpRequest) -> Response:
+    app_id, key = _needed(request)
+    if app_id is not None:
+        await state.apps.by_id(app_id)
+    if key is not None:
+        await state.apps.by_key(key)
+    response = respond(state, request)
+    # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
+    return response if response is not None else Response.error(503, "App store too slow, retry")
+
+
+def _convert(response: rest.RestResponse) -> Response:
+    content_type = next((v for k, v in response.headers if k.lower() == "content-type"), "application/json")
+    return Response(response.status, response.body, content_type)
+
+
+class RateLimits:
+    """Per-app token buckets for HTTP publishes (events/s) and reads (requests/s); 429 above them."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def check(self, call: rest.RestCall) -> Response | None:
+        settings = call.app.settings
+        if call.is_read:
+            rate, kind, cost = settings.max_read_requests_per_second, "read", 1
+        else:
+            rate, kind, cost = settings.max_backend_events_per_second, "publish", call.broadcasts
+        if rate is None or cost == 0:
+            return None
+        now = time.monotonic()
+        tokens, at = self.buckets.get((call.app.id, kind), (float(rate), now))
+        tokens = min(float(rate), tokens + (now - at) * rate)
+        if tokens < cost:
+            self.buckets[(call.app.id, kind)] = (tokens, now)
+            return Response(429, orjson.dumps({"error": f"Rate limit exceeded: at most {rate} {kind} "
+                                               f"{'requests' if kind == 'read' else 'events'} per second "
+                                               f"for app {call.app.id}", "code": 429}))
+        self.buckets[(call.app.id, kind)] = (tokens - cost, now)
+        return None

@@ -1,0 +1,101 @@
+"""The WebSocket side of a connection: handshake via websockets' sans-I/O protocol, Pusher's opening checks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+
+from vask.apps.base import App
+from vask.core import session
+from vask.core.connection import Connection
+from vask.protocol import constants as c
+from vask.protocol import frames
+
+if TYPE_CHECKING:
+    from vask.server.http import HttpProtocol
+    from vask.server.node import ServerState
+
+
+def handshake(path: str, headers: list[tuple[str, str]], max_size: int) -> tuple[bytes, ServerProtocol | None]:
+    """Validate the upgrade request; return the HTTP response bytes and, on success, the frame protocol."""
+    shaker = ServerProtocol(max_size=max_size)
+    response = shaker.accept(Request(path, Headers(headers)))
+    shaker.send_response(response)
+    raw = b"".join(shaker.data_to_send())
+    if response.status_code != 101:
+        return raw, None
+    # A second protocol starts in OPEN state so that it parses frames only; the handshake is done.
+    return raw, ServerProtocol(max_size=max_size, state=OPEN)
+
+
+def opening_error(query: str, state: ServerState) -> tuple[int, str] | None:
+    """Checks that need no app: protocol version, shutdown, node capacity."""
+    versions = parse_qs(query).get("protocol")
+    if versions:
+        try:
+            version = int(versions[0])
+        except ValueError:
+            return c.UNSUPPORTED_PROTOCOL, f"Unsupported protocol version {versions[0]!r}: use 5 to 7"
+        if not c.MIN_PROTOCOL <= version <= c.MAX_PROTOCOL:
+            return c.UNSUPPORTED_PROTOCOL, f"Unsupported protocol version {version}: use 5 to 7"
+    if state.shutting_down:
+        return c.RECONNECT, "Server is shutting down. Please reconnect shortly."
+    limit = state.settings.max_connections
+    if limit is not None and state.hub.connection_count >= limit:
+        return c.OVER_CAPACITY, "Over capacity: this server has reached its connection limit"
+    return None
+
+
+def app_error(key: str, app: App | None, state: ServerState) -> tuple[int, str] | None:
+    if app is None:
+        return c.APP_NOT_FOUND, f"App key {key} does not exist."
+    if not app.enabled:
+        return c.APP_DISABLED, "Application disabled"
+    limit = app.settings.max_connections
+    if limit is not None and state.hub.app_connections(app.id) >= limit:
+        return c.APP_OVER_QUOTA, "Application is over connection quota"
+    return None
+
+
+def establish(proto: HttpProtocol, app: App, state: ServerState) -> Connection:
+    now = state.clock()
+    conn = Connection(app, proto, state.flusher, now, state.settings.max_outbox_bytes)
+    state.hub.add(conn)
+    conn.send(frames.encode_internal("pusher:connection_established", {
+        "socket_id": conn.socket_id, "activity_timeout": app.settings.activity_timeout}))
+    return conn
+
+
+def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerState) -> None:
+    """Feed bytes to the frame parser and act on every complete frame."""
+    ws.receive_data(data)
+    conn = proto.conn
+    for frame in ws.events_received():
+        if conn is None or conn.closing or not isinstance(frame, Frame):
+            continue
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.CONT:
+            proto.fragments.append(bytes(frame.data))
+            if sum(len(part) for part in proto.fragments) > state.settings.max_ws_frame_bytes:
+                proto.fragments.clear()
+                state.hub.close(conn, c.RECONNECT, "Message too large")
+                continue
+            if frame.fin:
+                payload = b"".join(proto.fragments)
+                proto.fragments.clear()
+                try:
+                    session.handle(state.hub, conn, payload, state.clock())
+                except RecursionError:
+                    session.error(conn, None, "Invalid message: nested too deeply")
+        elif opcode is Opcode.BINARY:
+            session.error(conn, None, "Binary frames are not supported: send JSON text frames")
+        else:  # ping, pong: websockets answers pings itself; both prove the client is alive
+            conn.last_seen = state.clock()
+            conn.ping_sent_at = None
+    proto.send_ws_output()
