@@ -169,6 +169,8 @@ class HttpProtocol(asyncio.Protocol):
         status = HTTPStatus(response.status)
         head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {response.content_type}\r\n"
                 f"Content-Length: {len(response.body)}\r\n")
+        for name, value in response.headers:
+            head += f"{name}: {value}\r\n"
         if not keep_alive:
             head += "Connection: close\r\n"
         self.transport.write(head.encode() + b"\r\n" + response.body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
+from urllib.parse import unquote
 
 import orjson
 
@@ -25,6 +25,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
     @staticmethod
     def error(status: int, message: str) -> Response:
@@ -53,8 +54,11 @@ def _needed(request: HttpRequest) -> tuple[str | None, str | None]:
     app_id = None
     if request.path.startswith("/apps/"):
         app_id = request.path[6:].split("/", 1)[0] or None
-    keys = parse_qs(request.query).get("auth_key")
-    return app_id, keys[0] if keys else None
+    for pair in request.query.split("&"):
+        name, _, value = pair.partition("=")
+        if unquote(name).lower() == "auth_key":
+            return app_id, unquote(value)
+    return app_id, None
 
 
 def _warm(state: ServerState, request: HttpRequest) -> bool:
@@ -93,8 +97,14 @@ async def respond_async(state: ServerState, request: HttpRequest) -> Response:
 
 
 def _convert(response: rest.RestResponse) -> Response:
-    content_type = next((v for k, v in response.headers if k.lower() == "content-type"), "application/json")
-    return Response(response.status, response.body, content_type)
+    content_type = "application/json"
+    extra = []
+    for name, value in response.headers:
+        if name.lower() == "content-type":
+            content_type = value
+        else:
+            extra.append((name, value))
+    return Response(response.status, response.body, content_type, tuple(extra))
 
 
 class RateLimits:
