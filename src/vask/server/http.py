@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -22,6 +23,8 @@ from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
 from vask.server import websocket
 from vask.server.node import ServerState
 from vask.server.routes import Response, respond, respond_async
+
+log = logging.getLogger("vask.http")
 
 REQUEST_TIMEOUT = 10.0  # whole request, headers and body: slow senders are cut off
 IDLE_TIMEOUT = 60.0  # keep-alive connection with no request
@@ -90,8 +93,13 @@ class HttpProtocol(asyncio.Protocol):
             offset = upgrade.args[0] if upgrade.args else len(data)
             if data[offset:]:
                 self.early.append(data[offset:])
-        except httptools.HttpParserError:
-            self._fail(HTTPStatus.BAD_REQUEST, "Malformed HTTP request")
+        except httptools.HttpParserError as exc:
+            # httptools wraps exceptions raised in callbacks; the size checks raise _TooLarge there.
+            cause = exc.__context__ if isinstance(exc.__context__, _TooLarge) else None
+            if cause is not None:
+                self._fail(cause.status, str(cause))
+            else:
+                self._fail(HTTPStatus.BAD_REQUEST, "Malformed HTTP request")
         except _TooLarge as exc:
             self._fail(exc.status, str(exc))
 
@@ -142,7 +150,11 @@ class HttpProtocol(asyncio.Protocol):
                 self.queue.clear()
                 self._upgrade(request)
                 return
-            response = respond(self.state, request)
+            try:
+                response = respond(self.state, request)
+            except Exception:  # a bug must cost one request, not the connection or the process
+                log.exception("error answering %s %s", request.method, request.path)
+                response = Response.error(500, "Internal server error")
             if response is None:  # the app is not in the cache: look it up, then carry on in order
                 self.busy = True
                 self.transport.pause_reading()
@@ -154,7 +166,11 @@ class HttpProtocol(asyncio.Protocol):
             self._arm(IDLE_TIMEOUT)
 
     async def _finish_async(self, request: HttpRequest) -> None:
-        response = await respond_async(self.state, request)
+        try:
+            response = await respond_async(self.state, request)
+        except Exception:
+            log.exception("error answering %s %s", request.method, request.path)
+            response = Response.error(500, "Internal server error")
         self.busy = False
         if self.transport is None or self.transport.is_closing():
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -20,6 +21,8 @@ from vask.protocol import frames
 if TYPE_CHECKING:
     from vask.server.http import HttpProtocol
     from vask.server.node import ServerState
+
+log = logging.getLogger("vask.ws")
 
 
 def handshake(path: str, headers: list[tuple[str, str]], max_size: int) -> tuple[bytes, ServerProtocol | None]:
@@ -93,6 +96,9 @@ def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerS
                     session.handle(state.hub, conn, payload, state.clock())
                 except RecursionError:
                     session.error(conn, None, "Invalid message: nested too deeply")
+                except Exception:  # a bug must cost one message, not the connection or the process
+                    log.exception("error handling a message from %s", conn.socket_id)
+                    session.error(conn, None, "Internal server error while handling this message")
         elif opcode is Opcode.BINARY:
             session.error(conn, None, "Binary frames are not supported: send JSON text frames")
         else:  # ping, pong: websockets answers pings itself; both prove the client is alive
