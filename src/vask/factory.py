@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 from vask.apps.base import App, AppExists, AppStore, AppStoreError
 from vask.config import Settings
-
-log = logging.getLogger(__name__)
 
 DEFAULT_APP_ID = "app-id"
 DEFAULT_APP_KEY = "app-key"
@@ -39,7 +35,10 @@ def open_store(settings: Settings) -> AppStore:
 
 
 def ensure_default_app(store: AppStore, settings: Settings) -> App | None:
-    """Create the well-known development app when enabled and the store is empty; return it if created."""
+    """Create the well-known development app when enabled and the store is empty; return it if created.
+
+    The caller tells the operator: the returned app's credentials are public and must not reach production.
+    """
     if not settings.create_default_app or store.list():
         return None
     app = App(id=DEFAULT_APP_ID, key=DEFAULT_APP_KEY, secret=DEFAULT_APP_SECRET, name="Default app")
@@ -48,7 +47,4 @@ def ensure_default_app(store: AppStore, settings: Settings) -> App | None:
     except AppExists:
         # Another process (a second node, or the CLI) created it between our check and our insert.
         return None
-    log.warning("created the default app %s with key %s and its publicly known secret; "
-                "create your own apps and set create_default_app = false outside development",
-                DEFAULT_APP_ID, DEFAULT_APP_KEY)
     return app
