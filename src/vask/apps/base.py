@@ -10,6 +10,17 @@ from pydantic import BaseModel, Field
 from vask.protocol import constants as c
 
 
+class WebhookTarget(BaseModel):
+    """Where an app's webhooks go, and which of them (pusher-protocol.md §3)."""
+
+    url: str
+    event_types: list[str] = Field(default_factory=list)  # empty: every event type
+    channel_prefix: str | None = None
+    channel_suffix: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    batch: bool = False
+
+
 class AppSettings(BaseModel):
     """Per-app switches and limits. Defaults follow hosted Pusher (pusher-protocol.md §1.10)."""
 
@@ -30,6 +41,7 @@ class AppSettings(BaseModel):
     max_presence_user_info_bytes: int = Field(default=c.MAX_PRESENCE_USER_INFO_BYTES, ge=1)
     max_presence_user_id_length: int = Field(default=c.MAX_PRESENCE_USER_ID_LENGTH, ge=1)
     activity_timeout: int = Field(default=c.ACTIVITY_TIMEOUT, ge=1)
+    webhooks: list[WebhookTarget] = Field(default_factory=list)
 
 
 class App(BaseModel):

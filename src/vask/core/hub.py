@@ -12,7 +12,7 @@ from typing import Any
 from vask.apps.base import App
 from vask.core.api import CachedEvent, ChannelState
 from vask.core.connection import Connection, Subscription
-from vask.core.observer import Observer
+from vask.core.observer import Observer, Observers
 from vask.protocol import constants as c
 from vask.protocol import frames
 from vask.protocol.channels import ChannelType, channel_type, user_channel_owner
@@ -54,7 +54,7 @@ class AppState:
 class Hub:
     def __init__(self, clock: Any, observer: Observer | None = None) -> None:
         self.clock = clock  # a callable returning monotonic seconds; injected so tests control time
-        self.observer = observer or Observer()
+        self.observer = observer or Observers()
         self.apps: dict[str, AppState] = {}
         self.connection_count = 0
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from vask.apps.base import App
+
+log = logging.getLogger("vask.observer")
 
 
 class Observer:
@@ -27,3 +30,29 @@ class Observer:
 
     def broadcast(self, app: App, channel: str, deliveries: int) -> None:
         """One event was published to one channel and written to ``deliveries`` connections."""
+
+
+class Observers(Observer):
+    """Forwards every call to each observer in turn; one failing observer does not stop the others."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = list(observers)
+
+    def add(self, observer: Observer) -> None:
+        self.observers.append(observer)
+
+
+def _forward(name: str) -> Any:
+    def call(self: Observers, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, name)(*args)
+            except Exception:
+                log.exception("observer %s failed in %s", type(observer).__name__, name)
+    call.__name__ = name
+    return call
+
+
+for _name in ("channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event",
+              "cache_miss", "subscription_count", "broadcast"):
+    setattr(Observers, _name, _forward(_name))
