@@ -179,24 +179,34 @@ class Hub:
         if channel is None:
             return
         channel.subscribers.pop(conn, None)
+        removed_user: str | None = None
         if sub.user_id is not None:
             member = channel.members.get(sub.user_id)
             if member is not None:
                 member.connections -= 1
                 if member.connections <= 0:
                     del channel.members[sub.user_id]
-                    frame = frames.ws_frame(frames.encode_internal(
-                        "pusher_internal:member_removed", {"user_id": sub.user_id}, name))
-                    for other in channel.subscribers:
-                        other.push(frame)
-                    self.observer.member_removed(state.app, name, sub.user_id)
-        if not channel.subscribers:
+                    removed_user = sub.user_id
+        vacated = not channel.subscribers
+        if vacated:
             del state.channels[name]
+        self._after_unsubscribe(state, channel, removed_user, vacated)
+        if conn.authorized and conn.user_id is None:
+            conn.authorized = any(channel_type(n).needs_auth for n in conn.subscriptions)
+
+    def _after_unsubscribe(self, state: AppState, channel: Channel, removed_user: str | None,
+                           vacated: bool) -> None:
+        name = channel.name
+        if removed_user is not None:
+            frame = frames.ws_frame(frames.encode_internal(
+                "pusher_internal:member_removed", {"user_id": removed_user}, name))
+            for other in channel.subscribers:
+                other.push(frame)
+            self.observer.member_removed(state.app, name, removed_user)
+        if vacated:
             self.observer.channel_vacated(state.app, name)
         else:
             self._count_changed(state, channel)
-        if conn.authorized and conn.user_id is None:
-            conn.authorized = any(channel_type(n).needs_auth for n in conn.subscriptions)
 
     def _count_changed(self, state: AppState, channel: Channel) -> None:
         if channel.type.is_presence or not state.app.settings.subscription_count_events:
@@ -270,19 +280,25 @@ class Hub:
         conn.watchlist = watchlist
         for watched in watchlist:
             state.watchers.setdefault(watched, {})[conn] = None
-        online = [u for u in watchlist if u in state.users]
-        offline = [u for u in watchlist if u not in state.users]
-        events = [{"name": n, "user_ids": ids} for n, ids in (("online", online), ("offline", offline)) if ids]
-        if events:
-            conn.send(frames.encode_internal("pusher_internal:watchlist_events", {"events": events}))
+        self._watchlist_status(state, conn)
         if first:
-            self._notify_watchers(state, user_id, "online")
+            self._user_online(state, user_id)
+
+    def _watchlist_status(self, state: AppState, conn: Connection) -> None:
+        online = {u for u in conn.watchlist if u in state.users}
+        send_watchlist_status(conn, online)
+
+    def _user_online(self, state: AppState, user_id: str) -> None:
+        self._notify_watchers(state, user_id, "online")
+
+    def _user_offline(self, state: AppState, user_id: str) -> None:
+        self._notify_watchers(state, user_id, "offline")
 
     def _sign_out(self, state: AppState, conn: Connection) -> None:
         user_id = conn.user_id
         assert user_id is not None
         if self._discard(state.users, user_id, conn):
-            self._notify_watchers(state, user_id, "offline")
+            self._user_offline(state, user_id)
 
     def _notify_watchers(self, state: AppState, user_id: str, name: str) -> None:
         watchers = state.watchers.get(user_id)
@@ -361,6 +377,15 @@ class Hub:
                     self._send_count(state, channel, now)
             for name in [n for n, e in state.cache.items() if e.expires_at <= now]:
                 del state.cache[name]
+
+
+def send_watchlist_status(conn: Connection, online: set[str]) -> None:
+    """The current status of a watchlist, as pusher-js reads it right after sign-in."""
+    on = [u for u in conn.watchlist if u in online]
+    off = [u for u in conn.watchlist if u not in online]
+    events = [{"name": n, "user_ids": ids} for n, ids in (("online", on), ("offline", off)) if ids]
+    if events:
+        conn.send(frames.encode_internal("pusher_internal:watchlist_events", {"events": events}))
 
 
 def presence_payload(channel: Channel) -> dict[str, Any]:
