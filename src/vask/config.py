@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(default=1.0, gt=0,
                                   description="Seconds between checks for idle connections.")
     log_level: LogLevel = Field(default="info", description="debug, info, warning, error or critical.")
+    broker: str | None = Field(
+        default=None, description="Scale-out engine shared by several nodes: redis://host:6379/0 or "
+                                  "nats://host:4222; unset runs one node with the in-process broker.")
+    broker_prefix: str = Field(default="vask", pattern=r"^[A-Za-z0-9_-]+$",
+                               description="Namespace in Redis/NATS; separates deployments sharing one.")
+    node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+                                description="This node's id in the cluster; unset: generated at start.")
+    region: str = Field(default="", description="Optional region label of this node.")
+    node_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds without heartbeat after which a node counts as dead and its "
+                                        "connections and presence members are removed.")
+    workers: int = Field(default=1, ge=1, le=256,
+                         description="Processes sharing the port (SO_REUSEPORT); more than 1 needs a broker.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -190,7 +203,7 @@ class Settings(BaseSettings):
         for name, value in data.items():
             if not isinstance(value, str):
                 continue
-            if name.endswith("_url"):
+            if name.endswith("_url") or name == "broker":
                 data[name] = mask_url(value)
             elif _SECRET_FIELD.search(name):
                 data[name] = secret_mask(value)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
 from vask.apps.base import App, AppExists, AppStore, AppStoreError
 from vask.config import Settings
+from vask.core.hub import Hub
+
+if TYPE_CHECKING:
+    from vask.cluster.store import SharedStore
 
 DEFAULT_APP_ID = "app-id"
 DEFAULT_APP_KEY = "app-key"
@@ -48,3 +57,28 @@ def ensure_default_app(store: AppStore, settings: Settings) -> App | None:
         # Another process (a second node, or the CLI) created it between our check and our insert.
         return None
     return app
+
+
+def make_hub(settings: Settings, lookup: Callable[[str], Awaitable[App | None]]) -> Hub:
+    """The in-process hub, or a cluster node when a broker is configured."""
+    if not settings.broker:
+        return Hub(time.monotonic)
+    import secrets
+    import socket
+
+    from vask.broker.base import open_broker
+    from vask.cluster.hub import ClusterHub
+
+    node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    broker = open_broker(settings.broker, settings.broker_prefix)
+    ttls = {"nodes": settings.node_timeout, "locks": max(settings.node_timeout, 10.0), "cache": 30 * 60.0}
+    store: SharedStore
+    if settings.broker.startswith("nats"):
+        from vask.cluster.nats_store import NatsStore
+
+        store = NatsStore(settings.broker, settings.broker_prefix, ttls)
+    else:
+        from vask.cluster.redis_store import RedisStore
+
+        store = RedisStore(settings.broker, settings.broker_prefix, ttls)
+    return ClusterHub(time.monotonic, node_id, broker, store, lookup, settings.node_timeout, settings.region)

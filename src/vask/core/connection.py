@@ -37,6 +37,7 @@ def new_socket_id() -> str:
 class Subscription:
     channel: str
     user_id: str | None = None  # presence member id on presence channels
+    ready: bool = True  # subscription_succeeded sent (a cluster presence join waits for the member list)
 
 
 class Connection:

@@ -233,6 +233,11 @@ class Hub:
 
     def publish(self, app: App, channel: str, event: str, data: str,
                 exclude_socket_id: str | None = None) -> None:
+        delivered = self.deliver(app, channel, event, data, exclude_socket_id)
+        self.observer.broadcast(app, channel, delivered)
+
+    def deliver(self, app: App, channel: str, event: str, data: str, exclude_socket_id: str | None) -> int:
+        """Local part of a publish: frame once, queue on this node's subscribers, keep cache channels' event."""
         state = self.state(app)
         frame = frames.ws_frame(frames.encode(event, data, channel))
         owner = user_channel_owner(channel)
@@ -243,8 +248,7 @@ class Hub:
             targets = found.subscribers if found else {}
             if channel_type(channel).cache:
                 state.cache[channel] = Cached(event, data, self.clock() + c.CACHE_TTL)
-        delivered = self.fan_out(targets, frame, exclude_socket_id)
-        self.observer.broadcast(app, channel, delivered)
+        return self.fan_out(targets, frame, exclude_socket_id)
 
     @staticmethod
     def fan_out(targets: dict[Connection, None], frame: bytes, exclude_socket_id: str | None) -> int:

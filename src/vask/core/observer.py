@@ -31,6 +31,9 @@ class Observer:
     def broadcast(self, app: App, channel: str, deliveries: int) -> None:
         """One event was published to one channel and written to ``deliveries`` connections."""
 
+    def delivered(self, app: App, channel: str, deliveries: int) -> None:
+        """A broadcast published on another node was written to ``deliveries`` connections of this node."""
+
 
 class Observers(Observer):
     """Forwards every call to each observer in turn; one failing observer does not stop the others."""
@@ -54,5 +57,5 @@ def _forward(name: str) -> Any:
 
 
 for _name in ("channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event",
-              "cache_miss", "subscription_count", "broadcast"):
+              "cache_miss", "subscription_count", "broadcast", "delivered"):
     setattr(Observers, _name, _forward(_name))

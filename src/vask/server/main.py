@@ -11,9 +11,9 @@ import sys
 import time
 
 from vask import __version__
-from vask.config import Settings
-from vask.core.hub import Hub
-from vask.factory import ensure_default_app, open_store
+from vask.cluster.hub import ClusterHub
+from vask.config import Settings, mask_url
+from vask.factory import ensure_default_app, make_hub, open_store
 from vask.protocol import constants as c
 from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
@@ -51,11 +51,17 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                   f"key={default.key} secret={default.secret}. Do not use it in production "
                   "(create your own with `vask apps create`, disable this with --no-default-app).", flush=True)
         loop = asyncio.get_running_loop()
-        hub = Hub(time.monotonic)
-        state = ServerState(settings, hub, AppCache(store, settings.app_cache_ttl), Flusher(loop, lambda: hub))
+        apps = AppCache(store, settings.app_cache_ttl)
+        hub = make_hub(settings, apps.by_id)
+        state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub))
+        if isinstance(hub, ClusterHub):
+            await hub.start()
+            print(f"Vask node {hub.node_id} joined the cluster through {mask_url(settings.broker or '')}",
+                  flush=True)
         context = _ssl_context(settings)
         server = await loop.create_server(lambda: HttpProtocol(state), settings.host, settings.port,
-                                          ssl=context, backlog=4096, reuse_address=True)
+                                          ssl=context, backlog=4096, reuse_address=True,
+                                          reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
         scheme = "wss" if context else "ws"
         print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
@@ -70,6 +76,8 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         await stop.wait()
         sweeper.cancel()
         await shutdown(state, server)
+        if isinstance(hub, ClusterHub):
+            await hub.stop()
     finally:
         store.close()
 

@@ -13,6 +13,9 @@ from urllib.parse import unquote
 import orjson
 
 from vask.apps.base import App
+from vask.cluster.hub import ClusterHub
+from vask.cluster.store import StoreUnavailable
+from vask.cluster.view import needs_view, view_for
 from vask.protocol import rest
 
 if TYPE_CHECKING:
@@ -82,7 +85,14 @@ def respond(state: ServerState, request: HttpRequest) -> Response | None:
     limited = state.limits.check(call)
     if limited is not None:
         return limited
-    return _convert(rest.execute(call, state.hub))
+    hub = state.hub
+    if isinstance(hub, ClusterHub):
+        if call.broadcasts and not hub.healthy:
+            # Refused rather than delivered to this node only: the caller can retry without duplicates.
+            return Response.error(503, "Broker unavailable: the event was not published, retry shortly")
+        if needs_view(call):
+            return None  # cluster-wide answers are read from the shared store: see respond_async
+    return _convert(rest.execute(call, hub))
 
 
 async def respond_async(state: ServerState, request: HttpRequest) -> Response:
@@ -91,9 +101,22 @@ async def respond_async(state: ServerState, request: HttpRequest) -> Response:
         await state.apps.by_id(app_id)
     if key is not None:
         await state.apps.by_key(key)
+    if not _warm(state, request):
+        # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
+        return Response.error(503, "App store too slow, retry")
     response = respond(state, request)
-    # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
-    return response if response is not None else Response.error(503, "App store too slow, retry")
+    if response is not None:
+        return response
+    # A cluster node: run the call against a view of the shared state.
+    call = rest.prepare(request.method, request.path, request.query, request.body, time.time(), _CachedApps(state))
+    if isinstance(call, rest.RestResponse):
+        return _convert(call)
+    assert isinstance(state.hub, ClusterHub)
+    try:
+        view = await view_for(state.hub, call)
+    except StoreUnavailable:
+        return Response.error(503, "Shared state unavailable: retry shortly")
+    return _convert(rest.execute(call, view))
 
 
 def _convert(response: rest.RestResponse) -> Response:

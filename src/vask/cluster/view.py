@@ -1,0 +1,78 @@
+"""Cluster-wide answers for the HTTP API: read the shared documents a request needs, then answer from them.
+
+``rest.execute`` is synchronous and takes a ``HubApi``; this fetches first and hands it a read-only view
+whose publish and terminate go to the cluster hub.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from vask.apps.base import App
+from vask.cluster import sync
+from vask.cluster.store import decode, total, unsegment
+from vask.core.api import CachedEvent, ChannelState
+from vask.protocol import frames
+from vask.protocol.channels import channel_type
+from vask.protocol.rest import Operation, RestCall
+
+if TYPE_CHECKING:
+    from vask.cluster.hub import ClusterHub
+
+
+class ClusterView:
+    def __init__(self, hub: ClusterHub, states: dict[str, ChannelState], users: dict[str, list[str]]) -> None:
+        self.hub = hub
+        self.states = states
+        self.users = users
+
+    def publish(self, app: App, channel: str, event: str, data: str, exclude_socket_id: str | None = None) -> None:
+        self.hub.publish(app, channel, event, data, exclude_socket_id)
+
+    def channel_state(self, app_id: str, channel: str) -> ChannelState:
+        return self.states.get(channel) or ChannelState(False, 0, 0, None)
+
+    def occupied_channels(self, app_id: str, prefix: str = "") -> dict[str, ChannelState]:
+        return {name: state for name, state in self.states.items() if state.occupied and name.startswith(prefix)}
+
+    def presence_user_ids(self, app_id: str, channel: str) -> list[str]:
+        return self.users.get(channel, [])
+
+    def terminate_user(self, app_id: str, user_id: str) -> int:
+        return self.hub.terminate_user(app_id, user_id)
+
+
+def needs_view(call: RestCall) -> bool:
+    if call.operation in (Operation.CHANNELS, Operation.CHANNEL, Operation.USERS):
+        return True
+    return any(event.info for event in call.events)
+
+
+async def view_for(hub: ClusterHub, call: RestCall) -> ClusterView:
+    app_id = call.app.id
+    if call.operation is Operation.CHANNELS:
+        names = [unsegment(key.split(".", 2)[2]) for key in await hub.store.keys(f"ch.{app_id}.")]
+        names = [name for name in names if name.startswith(call.prefix)]
+    elif call.operation in (Operation.CHANNEL, Operation.USERS):
+        names = [call.channel]
+    else:
+        names = sorted({name for event in call.events for name in event.channels})
+    counts = await hub.store.get_many([sync.channel_key(app_id, name) for name in names])
+    presence = [name for name in names if channel_type(name).is_presence]
+    member_docs = await hub.store.get_many([sync.presence_key(app_id, name) for name in presence])
+    members = {name: list(sync.members(decode(raw))) for name, raw in zip(presence, member_docs, strict=True)}
+    caches: dict[str, Any] = {}
+    if call.operation is Operation.CHANNEL and channel_type(call.channel).cache:
+        raw = await hub.store.get_expiring("cache", sync.channel_key(app_id, call.channel))
+        cached = frames.data_object(raw) if raw else None
+        if cached:
+            ttl = int(float(cached.get("exp", 0)) - time.time())
+            if ttl > 0:
+                caches[call.channel] = CachedEvent(str(cached.get("event")), str(cached.get("data")), ttl)
+    states = {}
+    for name, raw in zip(names, counts, strict=True):
+        subscriptions = total(decode(raw))
+        states[name] = ChannelState(subscriptions > 0, subscriptions, len(members.get(name, [])),
+                                    caches.get(name))
+    return ClusterView(hub, states, members)
