@@ -100,12 +100,21 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, dat
               help="TLS private key (PEM).")
 @click.option("--no-default-app", is_flag=True,
               help="Do not create the development app app-id/app-key/app-secret in an empty store.")
+@click.option("--broker", metavar="URL", help="Join a cluster through redis://... or nats://... .")
+@click.option("--node-id", help="This node's id in the cluster [default: generated].")
+@click.option("--region", help="Region label of this node.")
+@click.option("--workers", type=click.IntRange(1, 256),
+              help="Processes sharing the port (SO_REUSEPORT); more than 1 needs --broker.")
 @pass_cli
 def serve(obj: CliContext, host: str | None, port: int | None, ssl_cert: Path | None, ssl_key: Path | None,
-          no_default_app: bool) -> None:
+          no_default_app: bool, broker: str | None, node_id: str | None, region: str | None,
+          workers: int | None) -> None:
     """Run the server (alias: start)."""
     settings = obj.settings(host=host, port=port, ssl_cert=ssl_cert, ssl_key=ssl_key,
-                            create_default_app=False if no_default_app else None)
+                            create_default_app=False if no_default_app else None, broker=broker,
+                            node_id=node_id, region=region, workers=workers)
+    if settings.workers > 1 and not settings.broker:
+        raise click.UsageError("--workers above 1 needs --broker: the processes coordinate through it")
     from vask.server.main import run  # the server's dependencies load only for this command
 
     try:

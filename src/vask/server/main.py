@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import signal
 import ssl
 import sys
@@ -23,6 +24,11 @@ log = logging.getLogger("vask")
 
 
 def run(settings: Settings) -> None:
+    if settings.workers > 1 and multiprocessing.parent_process() is None:
+        from vask.server.workers import supervise
+
+        supervise(settings)
+        return
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every open and close at INFO
     try:
