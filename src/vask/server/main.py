@@ -102,9 +102,16 @@ async def shutdown(state: ServerState, server: asyncio.Server) -> None:
     log.info("shutting down: closing %d connections", state.hub.connection_count)
     state.shutting_down = True
     server.close()
-    for app_state in list(state.hub.apps.values()):
-        for conn in list(app_state.connections):
+    conns = [conn for app_state in list(state.hub.apps.values()) for conn in list(app_state.connections)]
+    # pusher-js reconnects at once on 4200: closing everyone in the same instant would make them all
+    # come back at the same instant. Spread the closes over up to a second, in ten batches.
+    batch = max(1, -(-len(conns) // 10))
+    pause = min(state.settings.shutdown_grace / 4, 1.0) / 10 if len(conns) > 100 else 0.0
+    for start in range(0, len(conns), batch):
+        for conn in conns[start:start + batch]:
             state.hub.close(conn, c.RECONNECT, "Server is shutting down. Please reconnect shortly.")
+        if pause:
+            await asyncio.sleep(pause)
     for proto in list(state.protocols):
         if proto.ws is None and not proto.queue and proto.transport is not None:
             proto.transport.close()  # idle keep-alive HTTP connections
