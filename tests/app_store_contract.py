@@ -145,6 +145,23 @@ class AppStoreContract:
         assert errors == []
         assert len(store.list()) == threads_n * (per_thread - per_thread // 5)
 
+    def test_account_id_round_trips(self, store: AppStore) -> None:
+        store.create(_app(1))
+        store.create(_app(2, account_id="acme"))
+        first, second = store.get_by_id("id-1"), store.get_by_key("key-2")
+        assert first is not None and first.account_id is None  # the built-in default account
+        assert second is not None and second.account_id == "acme"
+        assert [a.account_id for a in store.list()] == [None, "acme"]
+
+    def test_update_moves_an_app_between_accounts(self, store: AppStore) -> None:
+        store.create(_app(1, account_id="acme"))
+        store.update(_app(1, account_id="globex"))
+        fetched = store.get_by_id("id-1")
+        assert fetched is not None and fetched.account_id == "globex"
+        store.update(_app(1))
+        fetched = store.get_by_id("id-1")
+        assert fetched is not None and fetched.account_id is None
+
     def test_concurrent_duplicate_creates_admit_exactly_one(self, store: AppStore) -> None:
         outcomes: list[str] = []
         barrier = threading.Barrier(6)
@@ -180,6 +197,13 @@ class PersistentAppStoreContract(AppStoreContract):
             assert [a.id for a in other.list()] == ["id-2", "id-3"]
             fetched = other.get_by_key("key-2")
             assert fetched is not None and fetched.name == "updated"
+            other.update(_app(3, account_id="acme"))
+        finally:
+            other.close()
+        third = reopen()
+        try:
+            fetched = third.get_by_id("id-3")
+            assert fetched is not None and fetched.account_id == "acme"
         finally:
             other.close()
 

@@ -65,7 +65,7 @@ class TestPostgresStore(PersistentAppStoreContract):
         assert columns == [("id", "text"), ("key", "text"), ("secret", "text"), ("name", "text"),
                            ("enabled", "boolean"), ("settings", "jsonb"),
                            ("created_at", "timestamp with time zone"),
-                           ("updated_at", "timestamp with time zone")]
+                           ("updated_at", "timestamp with time zone"), ("account_id", "text")]
         query = sql.SQL("SELECT settings->>'client_events', enabled FROM {}")
         row = admin.execute(query.format(sql.Identifier(schema, "apps"))).fetchone()
         assert row == ("true", True)
@@ -80,6 +80,32 @@ class TestPostgresStore(PersistentAppStoreContract):
         row = admin.execute(sql.SQL("SELECT updated_at > created_at FROM {}").format(
             sql.Identifier(schema, "apps"))).fetchone()
         assert row == (True,)
+
+    def test_upgrades_a_version_1_schema(self, schema: str,
+                                         admin: psycopg.Connection[tuple[object, ...]]) -> None:
+        # Tables written by a Vask that predates accounts: their apps keep working, on the default account.
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        admin.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        try:
+            admin.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                          "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            admin.execute(pg_store.MIGRATIONS[0][0])
+            admin.execute("INSERT INTO schema_version (version) VALUES (1)")
+            admin.execute("INSERT INTO apps (id, key, secret) VALUES ('old', 'old-key', 's')")
+        finally:
+            admin.execute("RESET search_path")
+        store = PostgresAppStore(URL, schema=schema)
+        try:
+            app = store.get_by_key("old-key")
+            assert app is not None and app.account_id is None
+            store.update(app.model_copy(update={"account_id": "acme"}))
+            moved = store.get_by_id("old")
+            assert moved is not None and moved.account_id == "acme"
+        finally:
+            store.close()
+        versions = admin.execute(sql.SQL("SELECT version FROM {} ORDER BY version").format(
+            sql.Identifier(schema, "schema_version"))).fetchall()
+        assert versions == [(v,) for v in range(1, pg_store.SCHEMA_VERSION + 1)]
 
     def test_refuses_a_newer_schema(self, store: AppStore, schema: str,
                                     admin: psycopg.Connection[tuple[object, ...]]) -> None:

@@ -54,7 +54,7 @@ class TestSqliteStore(PersistentAppStoreContract):
         with sqlite3.connect(db_path) as raw:
             columns = [row[1] for row in raw.execute("PRAGMA table_info(apps)")]
             assert columns == ["id", "key", "secret", "name", "enabled", "settings", "created_at",
-                               "updated_at"]
+                               "updated_at", "account_id"]
             versions = [row[0] for row in raw.execute("SELECT version FROM schema_version")]
             assert versions == list(range(1, sqlite_store.SCHEMA_VERSION + 1))
             settings, created, updated = raw.execute(
@@ -73,7 +73,29 @@ class TestSqliteStore(PersistentAppStoreContract):
         store.close()
         SqliteAppStore(db_path).close()
         with sqlite3.connect(db_path) as raw:
-            assert raw.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+            assert raw.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION
+
+    def test_upgrades_a_version_1_database(self, db_path: Path) -> None:
+        # A file written by a Vask that predates accounts: its apps keep working, on the default account.
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(db_path) as raw:
+            raw.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            raw.execute(sqlite_store.MIGRATIONS[0][0])
+            raw.execute("INSERT INTO schema_version VALUES (1, 'then')")
+            raw.execute("INSERT INTO apps (id, key, secret, name, enabled, settings, created_at, updated_at) "
+                        "VALUES ('old', 'old-key', 's', 'Old', 1, '{\"client_events\": true}', 't', 't')")
+        store = SqliteAppStore(db_path)
+        try:
+            app = store.get_by_key("old-key")
+            assert app is not None and app.account_id is None and app.settings.client_events
+            store.update(app.model_copy(update={"account_id": "acme"}))
+            moved = store.get_by_id("old")
+            assert moved is not None and moved.account_id == "acme"
+        finally:
+            store.close()
+        with sqlite3.connect(db_path) as raw:
+            versions = [row[0] for row in raw.execute("SELECT version FROM schema_version ORDER BY version")]
+        assert versions == list(range(1, sqlite_store.SCHEMA_VERSION + 1))
 
     def test_refuses_a_newer_schema(self, store: AppStore, db_path: Path) -> None:
         store.close()

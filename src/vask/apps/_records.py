@@ -19,7 +19,7 @@ def settings_json(app: App) -> str:
 
 
 def app_from_columns(app_id: str, key: str, secret: str, name: str, enabled: Any,
-                     settings: str | dict[str, Any]) -> App:
+                     settings: str | dict[str, Any], account_id: str | None = None) -> App:
     raw = json.loads(settings) if isinstance(settings, str) else settings
     return App(id=app_id, key=key, secret=secret, name=name, enabled=bool(enabled),
-               settings=AppSettings.model_validate(raw))
+               settings=AppSettings.model_validate(raw), account_id=account_id)

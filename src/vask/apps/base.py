@@ -51,10 +51,12 @@ class App(BaseModel):
     name: str = ""
     enabled: bool = True
     settings: AppSettings = Field(default_factory=AppSettings)
+    # The billing account that owns the app; None is the built-in default account (vask.billing).
+    account_id: str | None = None
 
 
 def new_app(app_id: str | None = None, key: str | None = None, secret: str | None = None,
-            name: str = "", settings: AppSettings | None = None) -> App:
+            name: str = "", settings: AppSettings | None = None, account_id: str | None = None) -> App:
     """Build an App, generating credentials that are not given."""
     return App(
         id=app_id or str(secrets.randbelow(9_000_000) + 1_000_000),
@@ -62,6 +64,7 @@ def new_app(app_id: str | None = None, key: str | None = None, secret: str | Non
         secret=secret or secrets.token_hex(10),
         name=name,
         settings=settings or AppSettings(),
+        account_id=account_id,
     )
 
 

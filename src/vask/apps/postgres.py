@@ -37,12 +37,17 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
         )
         """,
     ),
+    (
+        # 2: apps belong to billing accounts; NULL (every existing app) is the built-in default account.
+        "ALTER TABLE apps ADD COLUMN account_id TEXT",
+        "CREATE INDEX apps_account_id ON apps (account_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant works: it only serialises Vask processes creating or migrating the schema at the same time.
 _MIGRATION_LOCK = 0x7661736B  # "vask"
-_COLUMNS: LiteralString = "id, key, secret, name, enabled, settings"
+_COLUMNS: LiteralString = "id, key, secret, name, enabled, settings, account_id"
 
 
 class PostgresAppStore:
@@ -139,9 +144,9 @@ class PostgresAppStore:
 
     def create(self, app: App) -> App:
         try:
-            self._run(f"INSERT INTO apps ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-                      (app.id, app.key, app.secret, app.name, app.enabled, Jsonb(settings_payload(app))),
-                      retry=False)
+            self._run(f"INSERT INTO apps ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                      (app.id, app.key, app.secret, app.name, app.enabled, Jsonb(settings_payload(app)),
+                       app.account_id), retry=False)
         except psycopg.errors.UniqueViolation as exc:
             raise self._duplicate(app, exc) from exc
         return app.model_copy(deep=True)
@@ -150,8 +155,9 @@ class PostgresAppStore:
         try:
             _, count = self._run(
                 "UPDATE apps SET key = %s, secret = %s, name = %s, enabled = %s, settings = %s, "
-                "updated_at = now() WHERE id = %s",
-                (app.key, app.secret, app.name, app.enabled, Jsonb(settings_payload(app)), app.id),
+                "account_id = %s, updated_at = now() WHERE id = %s",
+                (app.key, app.secret, app.name, app.enabled, Jsonb(settings_payload(app)), app.account_id,
+                 app.id),
                 retry=False)
         except psycopg.errors.UniqueViolation as exc:
             raise self._duplicate(app, exc) from exc

@@ -30,10 +30,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # 2: apps belong to billing accounts; NULL (every existing app) is the built-in default account.
+        "ALTER TABLE apps ADD COLUMN account_id TEXT",
+        "CREATE INDEX apps_account_id ON apps (account_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = "id, key, secret, name, enabled, settings"
+_COLUMNS = "id, key, secret, name, enabled, settings, account_id"
 _UNIQUE_COLUMN = re.compile(r"UNIQUE constraint failed: apps\.(\w+)")
 
 
@@ -122,8 +127,9 @@ class SqliteAppStore:
         try:
             with self._guard():
                 self._conn.execute(
-                    f"INSERT INTO apps ({_COLUMNS}, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (app.id, app.key, app.secret, app.name, int(app.enabled), settings_json(app), now, now))
+                    f"INSERT INTO apps ({_COLUMNS}, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (app.id, app.key, app.secret, app.name, int(app.enabled), settings_json(app),
+                     app.account_id, now, now))
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(app, exc) from exc
         return app.model_copy(deep=True)
@@ -132,9 +138,10 @@ class SqliteAppStore:
         try:
             with self._guard():
                 cursor = self._conn.execute(
-                    "UPDATE apps SET key = ?, secret = ?, name = ?, enabled = ?, settings = ?, "
+                    "UPDATE apps SET key = ?, secret = ?, name = ?, enabled = ?, settings = ?, account_id = ?, "
                     "updated_at = ? WHERE id = ?",
-                    (app.key, app.secret, app.name, int(app.enabled), settings_json(app), _now(), app.id))
+                    (app.key, app.secret, app.name, int(app.enabled), settings_json(app), app.account_id,
+                     _now(), app.id))
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(app, exc) from exc
         if cursor.rowcount == 0:
