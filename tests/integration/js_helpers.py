@@ -40,8 +40,8 @@ def _npm_install() -> None:
         pytest.fail(f"{' '.join(command)} failed in {JS_DIR}:\n{done.stdout}\n{done.stderr}")
 
 
-@pytest.fixture(scope="session")
-def node_env() -> str:
+@pytest.fixture(scope="session", name="node_env")
+def node_env_fixture() -> str:
     """The node executable, with tests/js/node_modules installed (skips visibly when Node is missing)."""
     node = shutil.which("node")
     if node is None:
@@ -286,8 +286,9 @@ class JsHarness:
             client.close()
 
 
-@pytest.fixture
-def js(node_env: str) -> Iterator[JsHarness]:
+@pytest.fixture(name="js")
+def js_fixture(node_env: str) -> Iterator[JsHarness]:
+    """Import ``js_fixture`` and ``node_env_fixture`` into a test module to use the ``js`` fixture."""
     harness = JsHarness(node_env)
     yield harness
     harness.close()
