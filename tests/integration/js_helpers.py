@@ -231,7 +231,12 @@ class JsClient:
         self.call("bind", channel=channel, event=event)
 
     def trigger(self, channel: str, event: str, data: Any) -> bool:
+        """channel.trigger(): a client event; False when pusher-js could not send it."""
         return bool(self.call("trigger", channel=channel, event=event, data=data))
+
+    def trigger_burst(self, channel: str, event: str, data: dict[str, Any], count: int) -> list[bool]:
+        """``count`` client events in one synchronous loop (data gets an ``i`` index)."""
+        return list(self.call("trigger", channel=channel, event=event, data=data, count=count))
 
     def signin(self) -> None:
         self.call("signin")

@@ -140,7 +140,12 @@ const commands = {
     return null;
   },
   trigger(cmd) {
-    return channelOf(cmd.channel).trigger(cmd.event, cmd.data);
+    // count > 1: a burst, sent synchronously in one turn of the event loop; data gets {..., i}.
+    const channel = channelOf(cmd.channel);
+    if (!cmd.count) return channel.trigger(cmd.event, cmd.data);
+    const results = [];
+    for (let i = 0; i < cmd.count; i++) results.push(channel.trigger(cmd.event, { ...cmd.data, i }));
+    return results;
   },
   send_event(cmd) {
     return pusher.send_event(cmd.event, cmd.data, cmd.channel);
