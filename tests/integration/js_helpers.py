@@ -299,5 +299,25 @@ def js_fixture(node_env: str) -> Iterator[JsHarness]:
     harness.close()
 
 
+def wait_until(condition: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, what: str = "condition") -> Any:
+    """Poll ``condition`` (e.g. an HTTP API query) until it is truthy; a wait, not an assertion by sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last value {value!r})")
+        time.sleep(0.02)
+
+
+def wait_subscription_count(server: Any, channel: str, count: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Wait until the server's HTTP API reports ``count`` subscriptions on a public ``channel``."""
+    def current() -> bool:
+        info = server.pusher().channel_info(channel, ["subscription_count"])
+        return bool(info.get("subscription_count", 0) == count)
+    wait_until(current, timeout, f"subscription_count={count} on {channel}")
+
+
 def master_key_b64() -> str:
     return base64.b64encode(os.urandom(32)).decode("ascii")

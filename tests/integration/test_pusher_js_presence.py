@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from js_helpers import JsClient, JsHarness, js_fixture, node_env_fixture  # noqa: F401  (fixtures)
+from js_helpers import JsClient, JsHarness, js_fixture, node_env_fixture, wait_subscription_count  # noqa: F401
 
 pytestmark = pytest.mark.node
 
@@ -81,8 +81,10 @@ def test_presence_same_user_in_two_tabs_counts_once(server: Any, js: JsHarness) 
     assert api.channel_info(channel, ["user_count"])["user_count"] == 2
     assert sorted(u["id"] for u in api.users_info(channel)["users"]) == ["u2", "w"]
 
+    for tab in (tab1, tab2):
+        tab.subscribe("tabs")
     tab1.disconnect()
-    tab1.wait_for(type="state", current="disconnected")
+    wait_subscription_count(server, "tabs", 1)  # the server has handled tab1's close
     publish_marker(server, channel, watcher, tab2)
     assert events(watcher, channel, "pusher:member_removed") == [], "removed while another tab is still there"
     assert api.channel_info(channel, ["user_count"])["user_count"] == 2
