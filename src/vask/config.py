@@ -112,6 +112,14 @@ class Settings(BaseSettings):
                                         "connections and presence members are removed.")
     workers: int = Field(default=1, ge=1, le=256,
                          description="Processes sharing the port (SO_REUSEPORT); more than 1 needs a broker.")
+    usage_flush_interval: float = Field(
+        default=1.0, gt=0, le=3600,
+        description="Seconds between writes of metered usage to the store; a crash (kill -9) loses at most "
+                    "this much usage. Quotas are checked in memory whatever the value.")
+    admin_port: int = Field(default=9601, ge=0, le=65535,
+                            description="Port of the admin HTTP API (usage, statements), on host; 0: any free port.")
+    admin_token: str | None = Field(
+        default=None, description="Bearer token of the admin HTTP API; unset: the admin API is off.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

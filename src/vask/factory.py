@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from vask.apps.base import App, AppExists, AppStore, AppStoreError
+from vask.billing.base import BillingStore, BillingStoreError
 from vask.config import Settings
 from vask.core.hub import Hub
 
@@ -41,6 +42,30 @@ def open_store(settings: Settings) -> AppStore:
     path = settings.sqlite_path
     assert path is not None
     return SqliteAppStore(path)
+
+
+def open_billing_store(settings: Settings) -> BillingStore:
+    """Open the plans, accounts and usage tables, in the same database as the app store.
+
+    Raises BillingStoreError (an AppStoreError) when it cannot be opened.
+    """
+    kind = settings.store_kind
+    if kind == "memory":
+        from vask.billing.memory import MemoryBillingStore
+
+        return MemoryBillingStore()
+    if kind == "postgresql":
+        assert settings.database_url is not None
+        try:
+            from vask.billing.postgres import PostgresBillingStore
+        except ImportError as exc:
+            raise BillingStoreError(str(exc)) from exc
+        return PostgresBillingStore(settings.database_url)
+    from vask.billing.sqlite import SqliteBillingStore
+
+    path = settings.sqlite_path
+    assert path is not None
+    return SqliteBillingStore(path)
 
 
 def ensure_default_app(store: AppStore, settings: Settings) -> App | None:

@@ -34,6 +34,11 @@ class Observer:
     def delivered(self, app: App, channel: str, deliveries: int) -> None:
         """A broadcast published on another node was written to ``deliveries`` connections of this node."""
 
+    def refuse_broadcasts(self, app: App, count: int) -> str | None:
+        """Asked before ``count`` broadcasts are published (an HTTP publish, a client event): the reason to
+        refuse them (a quota), or None to allow. Must be cheap: it runs on every publish."""
+        return None
+
 
 class Observers(Observer):
     """Forwards every call to each observer in turn; one failing observer does not stop the others."""
@@ -43,6 +48,17 @@ class Observers(Observer):
 
     def add(self, observer: Observer) -> None:
         self.observers.append(observer)
+
+    def refuse_broadcasts(self, app: App, count: int) -> str | None:
+        for observer in self.observers:
+            try:
+                reason = observer.refuse_broadcasts(app, count)
+            except Exception:  # a failing gate allows the publish: metering must not take publishing down
+                log.exception("observer %s failed in refuse_broadcasts", type(observer).__name__)
+                continue
+            if reason is not None:
+                return reason
+        return None
 
 
 def _forward(name: str) -> Any:

@@ -150,6 +150,10 @@ def client_event(hub: Hub, conn: Connection, message: frames.ClientMessage, now:
         error(conn, c.CLIENT_EVENT_RATE_LIMIT, f"Client event rejected: more than "
                                                f"{settings.max_client_events_per_second} per second")
         return
+    refused = hub.observer.refuse_broadcasts(conn.app, 1)  # a client event is one broadcast
+    if refused is not None:
+        error(conn, c.CLIENT_EVENT_RATE_LIMIT, f"Client event rejected: {refused}")
+        return
     user_id = conn.subscriptions[name].user_id if channel.type.is_presence else None
     hub.client_event(conn, channel, message.event, message.data, user_id)
 

@@ -60,6 +60,7 @@ class HttpProtocol(asyncio.Protocol):
         self.conn: Connection | None = None
         self.fragments: list[bytes] = []
         self.early: list[bytes] = []  # frames that arrive before the Pusher handshake finished
+        self.metered: tuple[str, str] | None = None  # (account, app) the meter counts this connection under
         self.opening = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -75,6 +76,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.conn is not None:
             self.state.hub.remove(self.conn)
             self.conn.closing = True
+        self._release_metered()
 
     def data_received(self, data: bytes) -> None:
         if self.ws is not None:
@@ -270,6 +272,9 @@ class HttpProtocol(asyncio.Protocol):
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
     def close(self, code: int, reason: str) -> None:
+        # The hub calls this once it has removed the connection: it stops counting toward the account's
+        # concurrent connections now, not when the close handshake ends.
+        self._release_metered()
         if self.conn is not None and self.conn.outbox:
             self.write(self.conn.take_outbox())
         if self.ws is not None and self.transport is not None and not self.transport.is_closing():
@@ -277,6 +282,11 @@ class HttpProtocol(asyncio.Protocol):
                 self.ws.send_close(code, reason)
             self.send_ws_output()
             self._arm(CLOSE_TIMEOUT)
+
+    def _release_metered(self) -> None:
+        if self.metered is not None and self.state.meter is not None:
+            self.state.meter.connection_closed(self.metered)
+        self.metered = None
 
     # -- timers ------------------------------------------------------------------------------
 

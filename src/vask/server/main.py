@@ -10,15 +10,22 @@ import signal
 import ssl
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from vask import __version__
+from vask.billing.base import BillingStore
+from vask.billing.meter import Meter
 from vask.cluster.hub import ClusterHub
 from vask.config import Settings, mask_url
-from vask.factory import ensure_default_app, make_hub, open_store
+from vask.core.observer import Observers
+from vask.factory import ensure_default_app, make_hub, open_billing_store, open_store
 from vask.protocol import constants as c
 from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
 from vask.server.node import Flusher, ServerState
+
+if TYPE_CHECKING:
+    from aiohttp.web import AppRunner
 
 log = logging.getLogger("vask")
 
@@ -50,7 +57,11 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 async def serve(settings: Settings, started: asyncio.Future[int] | None = None) -> None:
     store = open_store(settings)
+    billing: BillingStore | None = None
+    meter: Meter | None = None
+    admin: AppRunner | None = None
     try:
+        billing = open_billing_store(settings)
         default = await asyncio.to_thread(ensure_default_app, store, settings)
         if default is not None:
             print(f"WARNING: no app was configured, so a development app was created: id={default.id} "
@@ -59,7 +70,14 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         loop = asyncio.get_running_loop()
         apps = AppCache(store, settings.app_cache_ttl)
         hub = make_hub(settings, apps.by_id)
-        state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub))
+        meter = Meter(billing, flush_interval=settings.usage_flush_interval,
+                      refresh_interval=max(settings.app_cache_ttl, 1.0))
+        await meter.start()
+        if isinstance(hub.observer, Observers):
+            hub.observer.add(meter)
+        else:
+            hub.observer = Observers(hub.observer, meter)
+        state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub), meter=meter)
         if isinstance(hub, ClusterHub):
             await hub.start()
             print(f"Vask node {hub.node_id} joined the cluster through {mask_url(settings.broker or '')}",
@@ -69,6 +87,8 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                                           ssl=context, backlog=4096, reuse_address=True,
                                           reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
+        if settings.admin_token:
+            admin = await _start_admin(settings, billing, meter)
         scheme = "wss" if context else "ws"
         print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
@@ -85,7 +105,26 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         if isinstance(hub, ClusterHub):
             await hub.stop()
     finally:
+        if admin is not None:
+            await admin.cleanup()
+        if meter is not None:
+            try:
+                await meter.stop()  # the last usage, counted since the last periodic flush
+            except Exception:
+                log.exception("could not write the last usage at shutdown")
+        if billing is not None:
+            billing.close()
         store.close()
+
+
+async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter) -> AppRunner:
+    from vask.admin import api  # aiohttp loads only when the admin API is on
+
+    assert settings.admin_token is not None
+    runner, port = await api.start(api.create_app(billing, settings.admin_token, meter), settings.host,
+                                   settings.admin_port, reuse_port=settings.workers > 1)
+    print(f"Vask admin API listening on http://{settings.host}:{port}/api/ (bearer token required)", flush=True)
+    return runner
 
 
 async def _sweep(state: ServerState) -> None:

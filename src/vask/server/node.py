@@ -16,6 +16,7 @@ from vask.server.appcache import AppCache
 from vask.server.routes import RateLimits
 
 if TYPE_CHECKING:
+    from vask.billing.meter import Meter
     from vask.server.http import HttpProtocol
 
 
@@ -56,3 +57,4 @@ class ServerState:
     limits: RateLimits = field(default_factory=RateLimits)
     shutting_down: bool = False
     protocols: set[HttpProtocol] = field(default_factory=set)
+    meter: Meter | None = None  # usage and account quotas (vask.billing); None: nothing metered

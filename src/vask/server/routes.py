@@ -82,6 +82,12 @@ def respond(state: ServerState, request: HttpRequest) -> Response | None:
     call = rest.prepare(request.method, path, request.query, request.body, time.time(), _CachedApps(state))
     if isinstance(call, rest.RestResponse):
         return _convert(call)
+    if call.broadcasts:
+        # Over a hard monthly quota: 403, the status Pusher documents for "over message quota". Checked in
+        # memory (vask.billing.meter), before the rate limits so a refused request spends no rate tokens.
+        refused = state.hub.observer.refuse_broadcasts(call.app, call.broadcasts)
+        if refused is not None:
+            return Response.error(403, refused)
     limited = state.limits.check(call)
     if limited is not None:
         return limited

@@ -63,6 +63,11 @@ def app_error(key: str, app: App | None, state: ServerState) -> tuple[int, str] 
     limit = app.settings.max_connections
     if limit is not None and state.hub.app_connections(app.id) >= limit:
         return c.APP_OVER_QUOTA, "Application is over connection quota"
+    if state.meter is not None:
+        # The account's plan limits its concurrent connections summed over all of its apps.
+        refused = state.meter.connection_refusal(app)
+        if refused is not None:
+            return c.APP_OVER_QUOTA, refused
     return None
 
 
@@ -70,6 +75,9 @@ def establish(proto: HttpProtocol, app: App, state: ServerState) -> Connection:
     now = state.clock()
     conn = Connection(app, proto, state.flusher, now, state.settings.max_outbox_bytes)
     state.hub.add(conn)
+    if state.meter is not None:
+        # Counted only once accepted (a refused connection never is); the protocol releases it on close.
+        proto.metered = state.meter.connection_opened(app)
     conn.send(frames.encode_internal("pusher:connection_established", {
         "socket_id": conn.socket_id, "activity_timeout": app.settings.activity_timeout}))
     return conn

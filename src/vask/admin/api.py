@@ -1,0 +1,153 @@
+"""The admin HTTP API: accounts, usage and statements as JSON, for the dashboard and for operators.
+
+Off by default: it starts only when ``admin_token`` is set, on ``host``:``admin_port`` (9601 by default).
+Every request needs ``Authorization: Bearer <admin_token>``; anything else gets 401.
+
+    GET /api/accounts                               accounts and their plans
+    GET /api/accounts/{id}/usage?month=YYYY-MM      usage per app, totals, 80%/100% flags, fan-out comparison
+    GET /api/accounts/{id}/statement?month=YYYY-MM  the month's statement (fee, overage, peak, total)
+    GET /api/plans
+    GET /api/calc?broadcasts=N&subscribers=S        broadcasts billed by Vask vs messages billed per copy
+    GET /api/meter                                  this process's meter counters (for metrics)
+
+``month`` defaults to the current month (UTC). Usage is read from the ledger, which the meter writes every
+``usage_flush_interval`` seconds, so the current month lags by at most that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from vask.billing import calc
+from vask.billing.base import BillingStore
+from vask.billing.meter import Meter
+from vask.billing.plans import AccountNotFound, month_of, parse_month
+from vask.billing.statement import account_usage
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STORE_KEY = web.AppKey("store", BillingStore)
+METER_KEY = web.AppKey("meter", Meter)
+Clock = Callable[[], float]
+CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message, "code": status}, status)
+
+
+def _auth(token: str) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        # Constant-time comparison: the token is the only thing guarding usage and billing data.
+        if not hmac.compare_digest(given, expected):
+            response = _error(401, "Missing or wrong admin token: send Authorization: Bearer <admin_token>")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="vask-admin"'
+            return response
+        return await handler(request)
+
+    return check
+
+
+def _month(request: web.Request) -> tuple[str, str]:
+    """(requested month, current month); HTTPBadRequest for a malformed month."""
+    current = month_of(request.app[CLOCK_KEY]())
+    month = request.query.get("month") or current
+    try:
+        parse_month(month)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from exc
+    return month, current
+
+
+async def _account_report(request: web.Request, fanout: bool) -> web.Response:
+    store = request.app[STORE_KEY]
+    month, current = _month(request)
+    account_id = request.match_info["account"]
+    try:
+        report = await asyncio.to_thread(account_usage, store, month, current, account_id=account_id)
+    except AccountNotFound as exc:
+        return _error(404, str(exc))
+    usage = report[0]
+    if not fanout:
+        statement = usage.statement()
+        if statement is None:
+            return _error(409, f"account {account_id} is on plan {usage.account.plan!r}, which does not exist")
+        return _json(statement.to_dict())
+    data = usage.to_dict(fanout=True)
+    meter = request.app.get(METER_KEY)
+    if meter is not None and month == meter.month:
+        data["warnings_logged"] = meter.warnings(account_id)  # levels this process has logged this month
+    return _json(data)
+
+
+async def usage(request: web.Request) -> web.Response:
+    return await _account_report(request, fanout=True)
+
+
+async def statement(request: web.Request) -> web.Response:
+    return await _account_report(request, fanout=False)
+
+
+async def accounts(request: web.Request) -> web.Response:
+    found = await asyncio.to_thread(request.app[STORE_KEY].list_accounts)
+    return _json({"accounts": [a.model_dump(mode="json") for a in found]})
+
+
+async def plans(request: web.Request) -> web.Response:
+    found = await asyncio.to_thread(request.app[STORE_KEY].list_plans)
+    return _json({"plans": [p.model_dump(mode="json") for p in found]})
+
+
+async def calculate(request: web.Request) -> web.Response:
+    try:
+        broadcasts = int(request.query.get("broadcasts", ""))
+        subscribers = int(request.query.get("subscribers", ""))
+        comparison = calc.compare(broadcasts, subscribers)
+    except ValueError:
+        return _error(400, "broadcasts and subscribers must be whole numbers, 0 or more")
+    found = await asyncio.to_thread(request.app[STORE_KEY].list_plans)
+    return _json({**comparison.to_dict(), "plans": calc.plan_prices(found, broadcasts)})
+
+
+async def meter_stats(request: web.Request) -> web.Response:
+    meter = request.app.get(METER_KEY)
+    return _json(meter.stats() if meter is not None else {})
+
+
+def create_app(store: BillingStore, token: str, meter: Meter | None = None,
+               clock: Callable[[], float] = time.time) -> web.Application:
+    app = web.Application(middlewares=[_auth(token)])
+    app[STORE_KEY] = store
+    app[CLOCK_KEY] = clock
+    if meter is not None:
+        app[METER_KEY] = meter
+    app.router.add_get("/api/accounts", accounts)
+    app.router.add_get("/api/accounts/{account}/usage", usage)
+    app.router.add_get("/api/accounts/{account}/statement", statement)
+    app.router.add_get("/api/plans", plans)
+    app.router.add_get("/api/calc", calculate)
+    app.router.add_get("/api/meter", meter_stats)
+    return app
+
+
+async def start(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> tuple[web.AppRunner, int]:
+    """Serve ``app``; return the runner (``await runner.cleanup()`` to stop) and the port it listens on."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    # Several --workers processes share the port, as they share the data plane's.
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    return runner, int(runner.addresses[0][1])

@@ -1,0 +1,285 @@
+"""The billing tables in the PostgreSQL database that holds the apps (psycopg 3, blocking).
+
+Importing this module needs the optional dependency: ``pip install 'vask[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, LiteralString, TypeVar
+
+try:
+    import psycopg
+    from psycopg import sql
+except ImportError as exc:  # pragma: no cover - the app store reports the same missing extra
+    raise ImportError("PostgreSQL support needs psycopg 3: pip install 'vask[postgres]'") from exc
+
+from vask.billing._sql import (
+    ACCOUNT_COLUMNS,
+    ACCOUNT_MONTH_COLUMNS,
+    APP_USAGE_COLUMNS,
+    PLAN_COLUMNS,
+    account_from_row,
+    account_month_from_row,
+    app_usage_from_row,
+    plan_from_row,
+    plan_json,
+    plan_values,
+)
+from vask.billing.base import AccountMonth, AppUsage, BillingStoreError, UsageBatch
+from vask.billing.plans import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_PLANS,
+    Account,
+    AccountExists,
+    AccountNotFound,
+    Plan,
+    PlanNotFound,
+)
+
+T = TypeVar("T")
+
+# Versioned apart from the app tables; append, never edit a released entry.
+MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
+    (
+        """
+        CREATE TABLE plans (
+            name TEXT PRIMARY KEY,
+            monthly_fee_cents BIGINT NOT NULL DEFAULT 0,
+            included_broadcasts BIGINT,
+            max_connections BIGINT,
+            overage_cents_per_million BIGINT,
+            description TEXT NOT NULL DEFAULT '',
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )
+        """,
+        """
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            plan TEXT NOT NULL REFERENCES plans (name),
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )
+        """,
+        """
+        CREATE TABLE usage_apps (
+            month TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            app_id TEXT NOT NULL,
+            broadcasts BIGINT NOT NULL DEFAULT 0,
+            deliveries BIGINT NOT NULL DEFAULT 0,
+            peak_connections BIGINT NOT NULL DEFAULT 0,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (month, account_id, app_id)
+        )
+        """,
+        """
+        CREATE TABLE usage_accounts (
+            month TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            peak_connections BIGINT NOT NULL DEFAULT 0,
+            plan JSONB,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (month, account_id)
+        )
+        """,
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_MIGRATION_LOCK = 0x7661736B + 1  # not the app store's lock: the two migrate independently
+_ADD_APP_USAGE: LiteralString = (
+    f"INSERT INTO usage_apps ({APP_USAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (month, account_id, app_id) DO UPDATE SET "
+    "broadcasts = usage_apps.broadcasts + excluded.broadcasts, "
+    "deliveries = usage_apps.deliveries + excluded.deliveries, "
+    "peak_connections = GREATEST(usage_apps.peak_connections, excluded.peak_connections), updated_at = now()")
+_ADD_ACCOUNT_MONTH: LiteralString = (
+    f"INSERT INTO usage_accounts ({ACCOUNT_MONTH_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb) "
+    "ON CONFLICT (month, account_id) DO UPDATE SET "
+    "peak_connections = GREATEST(usage_accounts.peak_connections, excluded.peak_connections), "
+    "plan = COALESCE(excluded.plan, usage_accounts.plan), updated_at = now()")
+
+
+class PostgresBillingStore:
+    """One connection under a lock, as the app store; reads are retried once on a dropped connection.
+
+    ``record`` is not retried: if the connection drops during COMMIT the outcome is unknown, and the meter
+    keeps the batch and writes it again, so such a failure can count a batch twice (never lose it).
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None, connect_timeout: int = 5) -> None:
+        self._url = url
+        self._schema = schema
+        self._connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._closed = False
+        self._conn = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
+        except psycopg.Error as exc:
+            raise BillingStoreError(f"cannot connect to PostgreSQL: {exc}") from exc  # no URL: it may hold a password
+        if self._schema is not None:
+            try:
+                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+            except psycopg.Error as exc:
+                conn.close()
+                raise BillingStoreError(f"PostgreSQL: {exc}") from exc
+        return conn
+
+    def _migrate(self) -> None:
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            if self._schema is not None:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
+            conn.execute("CREATE TABLE IF NOT EXISTS billing_schema_version (version INTEGER PRIMARY KEY, "
+                         "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM billing_schema_version").fetchone()
+            current = int(row[0]) if row is not None else 0
+            if current > SCHEMA_VERSION:
+                raise BillingStoreError(f"PostgreSQL billing schema version {current} is newer than this Vask "
+                                        f"supports ({SCHEMA_VERSION}); upgrade Vask")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO billing_schema_version (version) VALUES (%s)", (version,))
+            # Created when missing, never overwritten: operators may have edited them.
+            with conn.cursor() as cursor:
+                cursor.executemany(f"INSERT INTO plans ({PLAN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+                                   "ON CONFLICT (name) DO NOTHING", [plan_values(p) for p in DEFAULT_PLANS])
+            conn.execute(f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                         (DEFAULT_ACCOUNT.id, DEFAULT_ACCOUNT.name, DEFAULT_ACCOUNT.plan))
+
+        self._transaction(work, retry=False)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        if self._closed:
+            raise BillingStoreError("the PostgreSQL billing store is closed")
+        if self._conn.broken or self._conn.closed:
+            self._conn = self._connect()
+        yield self._conn
+
+    def _transaction(self, work: Callable[[psycopg.Connection[tuple[Any, ...]]], T], *, retry: bool) -> T:
+        """Run ``work`` in one transaction under the lock. Domain errors pass through; driver errors become
+        BillingStoreError; a dropped connection is retried once when ``retry`` (reads only)."""
+        with self._lock:
+            for attempt in (1, 2):
+                with self._connection() as conn:
+                    try:
+                        with conn.transaction():
+                            return work(conn)
+                    except psycopg.OperationalError as exc:
+                        if retry and attempt == 1 and conn.broken:
+                            continue
+                        raise BillingStoreError(f"PostgreSQL: {exc}") from exc
+                    except psycopg.Error as exc:
+                        raise BillingStoreError(f"PostgreSQL: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rows(self, query: LiteralString, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._transaction(lambda conn: conn.execute(query, params).fetchall(), retry=True)
+
+    # -- plans ---------------------------------------------------------------------------------
+
+    def list_plans(self) -> list[Plan]:
+        return [plan_from_row(row) for row in self._rows(f"SELECT {PLAN_COLUMNS} FROM plans ORDER BY name")]
+
+    def get_plan(self, name: str) -> Plan | None:
+        rows = self._rows(f"SELECT {PLAN_COLUMNS} FROM plans WHERE name = %s", (name,))
+        return plan_from_row(rows[0]) if rows else None
+
+    def put_plan(self, plan: Plan) -> Plan:
+        self._transaction(lambda conn: conn.execute(
+            f"INSERT INTO plans ({PLAN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+            "monthly_fee_cents = excluded.monthly_fee_cents, included_broadcasts = excluded.included_broadcasts, "
+            "max_connections = excluded.max_connections, "
+            "overage_cents_per_million = excluded.overage_cents_per_million, "
+            "description = excluded.description, updated_at = now()", plan_values(plan)), retry=False)
+        return plan
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def list_accounts(self) -> list[Account]:
+        return [account_from_row(row) for row in
+                self._rows(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, id")]
+
+    def get_account(self, account_id: str) -> Account | None:
+        rows = self._rows(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = %s", (account_id,))
+        return account_from_row(rows[0]) if rows else None
+
+    def create_account(self, account: Account) -> Account:
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            _check_plan(conn, account.plan)
+            inserted = conn.execute(f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (%s, %s, %s) "
+                                    "ON CONFLICT (id) DO NOTHING", (account.id, account.name, account.plan))
+            if inserted.rowcount == 0:
+                raise AccountExists(f"an account with id {account.id!r} already exists")
+
+        self._transaction(work, retry=False)
+        return account
+
+    def update_account(self, account: Account) -> Account:
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            _check_plan(conn, account.plan)
+            updated = conn.execute("UPDATE accounts SET name = %s, plan = %s, updated_at = now() WHERE id = %s",
+                                   (account.name, account.plan, account.id))
+            if updated.rowcount == 0:
+                raise AccountNotFound(f"no account with id {account.id!r}")
+
+        self._transaction(work, retry=False)
+        return account
+
+    # -- usage ---------------------------------------------------------------------------------
+
+    def record(self, batch: UsageBatch) -> None:
+        if not batch:
+            return
+
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            with conn.cursor() as cursor:
+                if batch.apps:
+                    cursor.executemany(_ADD_APP_USAGE, [(u.account_id, u.app_id, u.month, u.broadcasts,
+                                                         u.deliveries, u.peak_connections) for u in batch.apps])
+                if batch.accounts:
+                    cursor.executemany(_ADD_ACCOUNT_MONTH, [(m.account_id, m.month, m.peak_connections,
+                                                             plan_json(m.plan)) for m in batch.accounts])
+
+        self._transaction(work, retry=False)
+
+    def month_totals(self, month: str) -> dict[str, int]:
+        rows = self._rows("SELECT account_id, SUM(broadcasts) FROM usage_apps WHERE month = %s GROUP BY account_id",
+                          (month,))
+        return {str(account): int(total) for account, total in rows}
+
+    def app_usage(self, month: str, account_id: str | None = None, app_id: str | None = None) -> list[AppUsage]:
+        rows = self._rows(f"SELECT {APP_USAGE_COLUMNS} FROM usage_apps WHERE month = %s "
+                          "AND (%s::text IS NULL OR account_id = %s) AND (%s::text IS NULL OR app_id = %s) "
+                          "ORDER BY account_id, app_id", (month, account_id, account_id, app_id, app_id))
+        return [app_usage_from_row(row) for row in rows]
+
+    def account_months(self, month: str, account_id: str | None = None) -> list[AccountMonth]:
+        rows = self._rows(f"SELECT {ACCOUNT_MONTH_COLUMNS} FROM usage_accounts WHERE month = %s "
+                          "AND (%s::text IS NULL OR account_id = %s) ORDER BY account_id",
+                          (month, account_id, account_id))
+        return [account_month_from_row(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._conn.close()
+
+
+def _check_plan(conn: psycopg.Connection[tuple[Any, ...]], name: str) -> None:
+    if conn.execute("SELECT 1 FROM plans WHERE name = %s", (name,)).fetchone() is None:
+        raise PlanNotFound(f"no plan named {name!r} (see `vask plans list`)")
