@@ -66,6 +66,16 @@ def bad_signer(server: Any, app: Any = None) -> Any:
                          ssl=False)
 
 
+def error_code(event: Event) -> Any:
+    """The Pusher error code of a connection 'error' report (pusher-js wraps handshake errors once more)."""
+    error = event.get("error") or {}
+    if error.get("type") == "WebSocketError" and isinstance(error.get("error"), dict):
+        error = error["error"]
+    if error.get("type") != "PusherError":
+        return None
+    return (error.get("data") or {}).get("code")
+
+
 def matches(event: Event, criteria: dict[str, Any], predicate: Callable[[Event], bool] | None = None) -> bool:
     for key, want in criteria.items():
         if event.get(key) != want:

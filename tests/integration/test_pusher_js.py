@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 import pytest
-from js_helpers import JsClient, JsHarness, bad_signer, js_fixture, master_key_b64, node_env_fixture  # noqa: F401  (fixtures)
+from js_helpers import JsClient, JsHarness, bad_signer, error_code, js_fixture, master_key_b64, node_env_fixture  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.node
 
@@ -34,6 +34,45 @@ def test_connect_reports_state_and_socket_id(server: Any, js: JsHarness) -> None
     assert client.state() == {"state": "connected", "socket_id": socket_id, "user": None}
     # a second client gets a different socket id
     assert js.client(server).socket_id != socket_id
+
+
+def test_unknown_app_key_is_refused_without_retry(server: Any, js: JsHarness) -> None:
+    client = js.client(server, connect=False)
+    client.app = type(server.app)(server.app.id, "no-such-key", server.app.secret)
+    client.connect(wait=False)
+    client.wait_for(lambda e: error_code(e) == 4001, type="error")
+    # 4001 is in 4000-4099: pusher-js gives up instead of reconnecting
+    client.wait_for(type="state", current="disconnected")
+    assert client.find(type="connected") == []
+    assert client.state()["state"] == "disconnected"
+
+
+def test_connection_quota(server_factory: Any, js: JsHarness) -> None:
+    server = server_factory([{"id": "700700", "key": "quota-key", "secret": "quota-secret", "max_connections": 1}])
+    first = js.client(server, name="first")
+    second = js.client(server, name="second", connect=False)
+    second.connect(wait=False)
+    second.wait_for(lambda e: error_code(e) == 4004, type="error")
+    second.wait_for(type="state", current="disconnected")
+    assert second.find(type="connected") == []
+    assert first.state()["state"] == "connected"
+    # the slot is free again once the first client leaves
+    first.disconnect()
+    third = js.client(server, name="third", connect=False)
+    assert third.connect() is not None
+
+
+def test_activity_timeout_ping_pong(server_factory: Any, js: JsHarness) -> None:
+    # connection_established advertises activity_timeout; pusher-js pings after that much silence and
+    # expects the server's pusher:pong (pusher-js closes the connection when no pong comes)
+    server = server_factory([{"id": "800800", "key": "ping-key", "secret": "ping-secret", "activity_timeout": 1}])
+    client = js.client(server)
+    connected_at = client.wait_for(type="connected")["t"]
+    pongs = client.wait_count(2, lambda e: '"pusher:pong"' in e["frame"], type="raw", timeout=6)
+    assert pongs[0]["t"] - connected_at >= 900, "pinged before the advertised activity timeout"
+    assert json.loads(pongs[0]["frame"])["event"] == "pusher:pong"
+    assert client.find(type="closed") == []
+    assert client.state()["state"] == "connected"
 
 
 def test_public_channel_receives_published_events(server: Any, js: JsHarness) -> None:
@@ -59,7 +98,11 @@ def test_public_channel_receives_published_events(server: Any, js: JsHarness) ->
     client.sync()  # every frame received before the pong has been reported
     names = [e["event"] for e in client.frames(channel="public-room")]
     assert names[-5:] == ["data-object", "data-string", "two-channels", "batched", "batched"]
-    # channel event data is JSON-encoded as a string on the wire (Pusher's double encoding)
+    # data is JSON-encoded as a string on the wire (Pusher's double encoding), for pusher_internal: events too
+    succeeded_frames = [json.loads(e["frame"]) for e in client.find(type="raw")
+                        if '"pusher_internal:subscription_succeeded"' in e["frame"]]
+    assert succeeded_frames == [{"event": "pusher_internal:subscription_succeeded", "data": "{}",
+                                 "channel": "public-room"}]
     raw = [json.loads(e["frame"]) for e in client.find(type="raw") if '"data-object"' in e["frame"]]
     assert raw and isinstance(raw[0]["data"], str)
     assert json.loads(raw[0]["data"]) == {"text": "héllo", "n": 42, "nested": {"list": [1, 2]}}
