@@ -21,6 +21,9 @@ from pydantic import ValidationError
 
 from vask import __version__
 from vask.apps.base import App, AppExists, AppNotFound, AppSettings, AppStore, AppStoreError, new_app
+from vask.billing.plans import DEFAULT_ACCOUNT_ID
+from vask.cli_billing import COMMANDS as BILLING_COMMANDS
+from vask.cli_billing import account_option
 from vask.config import MASK, ConfigError, Settings
 from vask.factory import open_store
 
@@ -199,6 +202,8 @@ def _app_options(func: F) -> F:
         click.option("--key", callback=_check_token, help="Public key clients connect with [create: random]."),
         click.option("--secret", callback=_check_secret, help="Signing secret [create: random]."),
         click.option("--name", help="A label for people."),
+        click.option("--account", metavar="ID",
+                     help="Billing account that owns the app; 'default' is the built-in one [create: default]."),
         click.option("--enabled/--disabled", default=None,
                      help="Whether the app accepts connections and API calls [create: enabled]."),
         click.option("--client-events/--no-client-events", default=None,
@@ -253,7 +258,8 @@ def _apply_settings(base: AppSettings, changes: dict[str, Any]) -> AppSettings:
 
 def _app_dict(app: App, secret: str | None) -> dict[str, Any]:
     data: dict[str, Any] = {"id": app.id, "key": app.key, "secret": secret, "name": app.name,
-                            "enabled": app.enabled, "settings": app.settings.model_dump(mode="json")}
+                            "enabled": app.enabled, "account": app.account_id or DEFAULT_ACCOUNT_ID,
+                            "settings": app.settings.model_dump(mode="json")}
     if secret is None:
         del data["secret"]
     return data
@@ -265,7 +271,8 @@ def _print_app(app: App, *, show_secret: bool, as_json: bool) -> None:
         click.echo(json.dumps(_app_dict(app, secret), indent=2))
         return
     for label, value in (("id", app.id), ("key", app.key), ("secret", secret), ("name", app.name),
-                         ("enabled", "yes" if app.enabled else "no")):
+                         ("enabled", "yes" if app.enabled else "no"),
+                         ("account", app.account_id or DEFAULT_ACCOUNT_ID)):
         click.echo(f"{label + ':':<9}{value}")
     click.echo("settings:")
     width = max(map(len, _SETTING_FIELDS))
@@ -300,9 +307,10 @@ def apps() -> None:
 def apps_create(obj: CliContext, /, app_id: str | None, **params: Any) -> None:
     """Create an app and print it, secret included (the only time besides rotate-secret)."""
     settings = _apply_settings(AppSettings(), _setting_changes(params))
+    account_id = account_option(obj, params["account"])
     with obj.store() as store:
         while True:
-            app = new_app(app_id, params["key"], params["secret"], params["name"] or "", settings)
+            app = new_app(app_id, params["key"], params["secret"], params["name"] or "", settings, account_id)
             if params["enabled"] is not None:
                 app.enabled = params["enabled"]
             try:
@@ -357,6 +365,8 @@ def apps_update(obj: CliContext, /, app_id: str, **params: Any) -> None:
     """Change an app's key, secret, name, state or settings; what is not given stays as it is."""
     changes = _setting_changes(params)
     fields = {name: params[name] for name in ("key", "secret", "name", "enabled") if params[name] is not None}
+    if params["account"] is not None:
+        fields["account_id"] = account_option(obj, params["account"])
     if not changes and not fields:
         raise click.UsageError("nothing to change: give at least one option (see `vask apps update --help`)")
     with obj.store() as store:
@@ -418,6 +428,10 @@ def apps_delete(obj: CliContext, app_id: str, yes: bool) -> None:
                           abort=True)
         store.delete(app_id)
     click.echo(f"Deleted app {app_id}.")
+
+
+for _command in BILLING_COMMANDS:  # accounts, plans, usage, bill, calc (vask.cli_billing)
+    cli.add_command(_command)
 
 
 def main() -> None:

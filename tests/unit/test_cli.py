@@ -79,7 +79,7 @@ def test_create_with_flags_and_set(vask: Any, data_dir: Path) -> None:
                   "--set", "max_presence_members=7", "--set", "max-batch-size=3",
                   "--set", "max_backend_events_per_second=none")
     assert data == {"id": "a1", "key": "k1", "secret": "secret-a1", "name": "Shop", "enabled": True,
-                    "settings": AppSettings(client_events=True, user_authentication_required=True,
+                    "account": "default", "settings": AppSettings(client_events=True, user_authentication_required=True,
                                             user_authentication_timeout=45, subscription_count_events=True,
                                             max_connections=12, max_presence_members=7,
                                             max_batch_size=3).model_dump(mode="json")}

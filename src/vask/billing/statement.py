@@ -66,7 +66,8 @@ class Statement:
     def render(self) -> str:
         included = "unlimited" if self.included_broadcasts is None else f"{self.included_broadcasts:,}"
         limit = "unlimited" if self.connection_limit is None else f"{self.connection_limit:,}"
-        price = ("not available (hard quota)" if self.overage_cents_per_million is None
+        price = ("none (unlimited broadcasts)" if self.included_broadcasts is None
+                 else "none (hard quota: refused above it)" if self.overage_cents_per_million is None
                  else f"{money(self.overage_cents_per_million)} per million")
         name = f" ({self.account_name})" if self.account_name else ""
         lines = [
