@@ -1,0 +1,1 @@
+"""Integrations with web frameworks. Each sub-package needs its own extra (``pip install vask[django]``)."""
