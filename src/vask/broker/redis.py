@@ -70,7 +70,7 @@ class RedisBroker:
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await pubsub.aclose()
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 2.0)
 

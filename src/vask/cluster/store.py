@@ -58,7 +58,10 @@ def unsegment(part: str) -> str:
 
 
 def decode(raw: bytes | None) -> dict[str, Any] | None:
-    return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
+    if raw is None:
+        return None
+    doc: dict[str, Any] = orjson.loads(raw)
+    return doc
 
 
 async def update(store: SharedStore, key: str,
