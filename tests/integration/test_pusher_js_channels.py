@@ -149,3 +149,30 @@ def test_graceful_shutdown_closes_with_4200(server: Any, js: JsHarness) -> None:
         client.wait_for(lambda e: error_code(e) == 4200, type="error")
         # 4200-4299: pusher-js reconnects at once (and finds the server gone)
         client.wait_for(type="state", previous="connected", current="connecting")
+
+
+def test_clients_come_back_after_a_restart(server_factory: Any, js: JsHarness) -> None:
+    # a deploy: SIGTERM (4200, "reconnect immediately"), a new process on the same port; pusher-js
+    # reconnects by itself, gets a new socket id and subscribes its channels again
+    app = {"id": "900900", "key": "restart-key", "secret": "restart-secret"}
+    old = server_factory([app])
+    client = js.client(old, presence={"user_id": "r", "user_info": {}})
+    first_socket = client.socket_id
+    client.subscribe("news")
+    client.subscribe("private-news")
+    client.subscribe("presence-news")
+    assert old.stop() == 0
+    client.wait_for(type="closed", timeout=10)
+
+    start = client.mark()
+    new = server_factory([app], "--port", str(old.port))
+    client.server = new
+    client.signer = new.pusher()
+    # pusher-js retries on its own schedule: a refused attempt right after the close, the next ~15 s later
+    reconnected = client.wait_for(type="connected", start=start, timeout=30)
+    assert reconnected["socket_id"] != first_socket
+    for channel in ("news", "private-news", "presence-news"):
+        client.wait_for(type="event", channel=channel, event="pusher:subscription_succeeded", start=start)
+        new.pusher().trigger(channel, "after-restart", {"channel": channel})
+        assert client.wait_for(type="event", channel=channel, event="after-restart")["data"] == {"channel": channel}
+    assert client.members("presence-news")["count"] == 1

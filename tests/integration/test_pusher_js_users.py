@@ -189,6 +189,10 @@ def test_authorized_connections_close_clients_that_do_not_sign_in(server_factory
     anonymous = js.client(server, name="anonymous")
     connected_at = anonymous.wait_for(type="connected")["t"]
     member = signed_in(js, server, {"id": "member"})
+    # Pusher docs: "a connection [that] does not subscribe to at least one private- or presence- channel
+    # ... will be kicked off after a timeout" -- a private subscription authorizes the connection too
+    private = js.client(server, name="private")
+    private.subscribe("private-authorized")
 
     closed = anonymous.wait_for(type="closed", timeout=8)
     assert closed["code"] == 4009, closed
@@ -202,3 +206,8 @@ def test_authorized_connections_close_clients_that_do_not_sign_in(server_factory
     send_marker(server, member, "member")
     assert member.find(type="closed") == []
     assert member.state()["state"] == "connected"
+    # so did the one with a private subscription
+    assert time.time() * 1000 - private.wait_for(type="connected")["t"] > 2000
+    server.pusher().trigger("private-authorized", "still-here", {})
+    private.wait_for(type="event", channel="private-authorized", event="still-here")
+    assert private.find(type="closed") == [], private.find(type="closed")
