@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import django
 import pytest
 from django.conf import settings
 from django_test_support import TEST_VASK
+
+from django import setup as django_setup  # ruff files this apart: it takes tests/django for the package
 
 HERE = Path(__file__).resolve().parent
 
@@ -20,7 +21,7 @@ if not settings.configured:
         DEBUG=False,
         ALLOWED_HOSTS=["testserver", "127.0.0.1", "localhost"],
         INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
-                        "vask.contrib.django"],
+                        "vask.contrib.django", "vask_test_app"],
         MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
                     "django.middleware.common.CommonMiddleware",
                     "django.middleware.csrf.CsrfViewMiddleware",
@@ -34,7 +35,7 @@ if not settings.configured:
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         VASK=TEST_VASK,
     )
-    django.setup()
+    django_setup()
 
 
 @pytest.fixture

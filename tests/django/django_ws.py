@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
@@ -11,7 +12,9 @@ from websockets.sync.client import ClientConnection, connect
 
 class PusherSocket:
     def __init__(self, server: Any, key: str | None = None) -> None:
-        self.ws: ClientConnection = connect(f"{server.ws_url}/app/{key or server.app.key}?protocol=7&client=test")
+        self._stack = ExitStack()  # websockets wants connect() used as a context manager
+        url = f"{server.ws_url}/app/{key or server.app.key}?protocol=7&client=test"
+        self.ws: ClientConnection = self._stack.enter_context(connect(url))
         established = self.next_frame("pusher:connection_established")
         self.socket_id: str = json.loads(established["data"])["socket_id"]
 
@@ -38,4 +41,4 @@ class PusherSocket:
                 return frame
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
