@@ -24,6 +24,7 @@ from vask.apps.base import App, AppExists, AppNotFound, AppSettings, AppStore, A
 from vask.billing.plans import DEFAULT_ACCOUNT_ID
 from vask.cli_billing import COMMANDS as BILLING_COMMANDS
 from vask.cli_billing import account_option
+from vask.cli_webhooks import webhooks as webhooks_group
 from vask.config import MASK, ConfigError, Settings
 from vask.factory import open_store
 
@@ -432,6 +433,7 @@ def apps_delete(obj: CliContext, app_id: str, yes: bool) -> None:
 
 for _command in BILLING_COMMANDS:  # accounts, plans, usage, bill, calc (vask.cli_billing)
     cli.add_command(_command)
+apps.add_command(webhooks_group)  # apps webhooks add|list|remove (vask.cli_webhooks)
 
 
 def main() -> None:

@@ -120,6 +120,37 @@ class Settings(BaseSettings):
                             description="Port of the admin HTTP API (usage, statements), on host; 0: any free port.")
     admin_token: str | None = Field(
         default=None, description="Bearer token of the admin HTTP API; unset: the admin API is off.")
+    # Webhooks (vask.webhooks). Webhook URLs are chosen by whoever manages an app, so by default they may not
+    # point into the server's own network.
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook URLs that resolve to loopback, private, link-local (cloud "
+                                   "metadata), CGNAT or other non-public addresses.")
+    webhook_require_https: bool = Field(default=False, description="Refuse webhook URLs that are not https://.")
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60,
+                                   description="Seconds one webhook request may take before it is retried.")
+    webhook_retry_for: float = Field(
+        default=300.0, ge=0, description="Seconds a failed webhook is retried (exponential backoff with "
+                                         "jitter), counted from when its event happened; then it is dropped "
+                                         "and logged.")
+    webhook_retry_base: float = Field(default=1.0, gt=0, description="Seconds before the first retry.")
+    webhook_retry_max_delay: float = Field(default=60.0, gt=0, description="Longest pause between retries.")
+    webhook_queue_size: int = Field(
+        default=10_000, ge=1, description="Events waiting per webhook target (and debounced events in all); "
+                                          "more are dropped, logged and counted.")
+    webhook_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Requests in flight per webhook target; one channel's events always "
+                                            "use the same one, so they arrive in order.")
+    webhook_vacate_delay: float = Field(
+        default=3.0, ge=0, le=60, description="Seconds channel_vacated and member_removed wait; a re-join within "
+                                              "them cancels both webhooks, as on Pusher.")
+    webhook_batch_window: float = Field(
+        default=0.05, gt=0, le=10, description="Seconds a batching target collects events into one request.")
+    webhook_batch_max: int = Field(default=100, ge=1, le=1000, description="Most events in one batched request.")
+    webhook_cache_miss_window: float = Field(
+        default=1.0, ge=0, description="Seconds in which repeated cache_miss events of one channel are sent once "
+                                       "(per node).")
+    webhook_shutdown_grace: float = Field(
+        default=5.0, ge=0, description="Seconds a graceful shutdown waits for pending webhooks to be delivered.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Protocol
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from vask.protocol import constants as c
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+
+WEBHOOK_EVENT_TYPES = ("channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event",
+                       "cache_miss", "subscription_count")
+# Headers Vask sets on every webhook request; a target's own headers may not replace them.
+WEBHOOK_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection",
+                                      "x-pusher-key", "x-pusher-signature"})
 
 
 class WebhookTarget(BaseModel):
@@ -19,6 +29,38 @@ class WebhookTarget(BaseModel):
     channel_suffix: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     batch: bool = False
+    batch_window: float | None = Field(default=None, gt=0, le=10)  # seconds; None: the server's default
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        _ = parts.port  # raises ValueError on a port that is not a number in range
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("a webhook URL must be http:// or https:// with a host")
+        if any(ch.isspace() or not ch.isprintable() for ch in value.strip()):
+            raise ValueError("a webhook URL may not contain spaces or control characters")
+        return value.strip()
+
+    @field_validator("event_types")
+    @classmethod
+    def _check_event_types(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in WEBHOOK_EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown webhook event type {unknown[0]!r}; known: {', '.join(WEBHOOK_EVENT_TYPES)}")
+        return list(dict.fromkeys(value))
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if name.lower() in WEBHOOK_RESERVED_HEADERS or name.lower().startswith("x-vask-"):
+                raise ValueError(f"header {name} is set by Vask and cannot be replaced")
+            if any(ch in text for ch in "\r\n\0"):
+                raise ValueError(f"header {name} has a line break or NUL in its value")
+        return value
 
 
 class AppSettings(BaseModel):

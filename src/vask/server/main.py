@@ -23,6 +23,7 @@ from vask.protocol import constants as c
 from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
 from vask.server.node import Flusher, ServerState
+from vask.webhooks import WebhookService
 
 if TYPE_CHECKING:
     from aiohttp.web import AppRunner
@@ -60,6 +61,7 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
     billing: BillingStore | None = None
     meter: Meter | None = None
     admin: AppRunner | None = None
+    webhooks: WebhookService | None = None
     try:
         billing = open_billing_store(settings)
         default = await asyncio.to_thread(ensure_default_app, store, settings)
@@ -77,6 +79,10 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
             hub.observer.add(meter)
         else:
             hub.observer = Observers(hub.observer, meter)
+        webhooks = WebhookService(settings)
+        await webhooks.start()
+        assert isinstance(hub.observer, Observers)
+        hub.observer.add(webhooks)
         state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub), meter=meter)
         if isinstance(hub, ClusterHub):
             await hub.start()
@@ -104,7 +110,14 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         await shutdown(state, server)
         if isinstance(hub, ClusterHub):
             await hub.stop()
+        # After the connections closed and the cluster hub flushed: their vacates and removals go out too.
+        await webhooks.stop()
     finally:
+        if webhooks is not None and not webhooks.sender.stopped:
+            try:
+                await webhooks.stop(grace=0)  # an error path: give up what is pending, but say so
+            except Exception:
+                log.exception("could not stop the webhook sender")
         if admin is not None:
             await admin.cleanup()
         if meter is not None:
