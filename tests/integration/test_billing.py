@@ -6,15 +6,18 @@ Every server here flushes usage every 0.1 s (``VASK_USAGE_FLUSH_INTERVAL``) so p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import signal
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pusher
@@ -24,9 +27,26 @@ from click.testing import CliRunner
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from conftest import TestApp as Credentials  # aliased: pytest would try to collect a Test* class
-from conftest import VaskServer, start_server, vask_cli
 from vask.cli import cli as vask_main
+
+
+def _shared_conftest() -> ModuleType:
+    """tests/conftest.py, loaded by path: `import conftest` is ambiguous since tests/django has its own."""
+    name = "vask_tests_shared_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_shared = _shared_conftest()
+Credentials = _shared.TestApp  # renamed: pytest would try to collect a Test* class
+VaskServer = _shared.VaskServer
+start_server = _shared.start_server
+vask_cli = _shared.vask_cli
 
 TOKEN = "admin-test-token"
 ADMIN_RE = re.compile(r"admin API listening on http://([^:\s]+):(\d+)")
