@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from vask.apps.base import App, AppExists, AppStore, AppStoreError
 from vask.billing.base import BillingStore, BillingStoreError
+from vask.billing.counters import LocalUsageCounters, UsageCounters
 from vask.config import Settings
 from vask.core.hub import Hub
 
@@ -66,6 +67,13 @@ def open_billing_store(settings: Settings) -> BillingStore:
     path = settings.sqlite_path
     assert path is not None
     return SqliteBillingStore(path)
+
+
+def make_usage_counters(settings: Settings) -> UsageCounters:
+    """The counters quota checks read. In-process for now: exact on one process, and across processes
+    sharing a database within two usage flush intervals (vask.billing.counters). A cluster-wide
+    implementation on the broker's store plugs in here."""
+    return LocalUsageCounters()
 
 
 def ensure_default_app(store: AppStore, settings: Settings) -> App | None:

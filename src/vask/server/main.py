@@ -18,7 +18,7 @@ from vask.billing.meter import Meter
 from vask.cluster.hub import ClusterHub
 from vask.config import Settings, mask_url
 from vask.core.observer import Observers
-from vask.factory import ensure_default_app, make_hub, open_billing_store, open_store
+from vask.factory import ensure_default_app, make_hub, make_usage_counters, open_billing_store, open_store
 from vask.protocol import constants as c
 from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
@@ -72,7 +72,7 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         loop = asyncio.get_running_loop()
         apps = AppCache(store, settings.app_cache_ttl)
         hub = make_hub(settings, apps.by_id)
-        meter = Meter(billing, flush_interval=settings.usage_flush_interval,
+        meter = Meter(billing, counters=make_usage_counters(settings), flush_interval=settings.usage_flush_interval,
                       refresh_interval=max(settings.app_cache_ttl, 1.0))
         await meter.start()
         if isinstance(hub.observer, Observers):
