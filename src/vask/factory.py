@@ -69,10 +69,16 @@ def open_billing_store(settings: Settings) -> BillingStore:
     return SqliteBillingStore(path)
 
 
-def make_usage_counters(settings: Settings) -> UsageCounters:
-    """The counters quota checks read. In-process for now: exact on one process, and across processes
-    sharing a database within two usage flush intervals (vask.billing.counters). A cluster-wide
-    implementation on the broker's store plugs in here."""
+def make_usage_counters(settings: Settings, hub: Hub | None = None) -> UsageCounters:
+    """The counters quota checks read: in-process on one node (exact), and on a cluster node connection
+    counts summed over every node through the shared store (vask.cluster.counters). Broadcast totals
+    come from the shared usage ledger in both cases (vask.billing.counters states the bound)."""
+    from vask.cluster.hub import ClusterHub
+
+    if isinstance(hub, ClusterHub):
+        from vask.cluster.counters import ClusterUsageCounters
+
+        return ClusterUsageCounters(hub)
     return LocalUsageCounters()
 
 

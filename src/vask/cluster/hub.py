@@ -53,7 +53,9 @@ class ClusterHub(Hub):
         self.dirty_ready = asyncio.Event()
         self.pending: dict[tuple[str, str], list[Connection]] = {}  # presence joins awaiting the cluster
         self.registered: set[str] = set()
-        self.app_totals: dict[str, int] = {}  # cluster connection counts, refreshed by the worker
+        self.app_totals: dict[str, int] = {}  # other nodes' connections per app, refreshed by the worker
+        self.account_totals: dict[str, int] = {}  # other nodes' connections per account (billing quotas)
+        self.account_counter: Any = None  # ClusterUsageCounters, when metering is on
         self.store_healthy = True
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -97,6 +99,8 @@ class ClusterHub(Hub):
                     self._mark("pr", state.app.id, name)
             for user_id in state.users:
                 self._mark("us", state.app.id, user_id)
+        for account in list(self.account_totals):
+            self._mark("ac", account, "")
 
     # -- outgoing envelopes ------------------------------------------------------------------
 
@@ -170,8 +174,12 @@ class ClusterHub(Hub):
     # -- local transitions become dirty keys -------------------------------------------------
 
     def _mark(self, kind: str, app_id: str, name: str) -> None:
-        key = {"ch": sync.channel_key, "pr": sync.presence_key, "us": sync.user_key}[kind](app_id, name) \
-            if kind != "cn" else sync.connections_key(app_id)
+        if kind == "cn":
+            key = sync.connections_key(app_id)
+        elif kind == "ac":
+            key = sync.account_key(app_id)  # app_id holds the account id here
+        else:
+            key = {"ch": sync.channel_key, "pr": sync.presence_key, "us": sync.user_key}[kind](app_id, name)
         self.dirty[key] = (kind, app_id, name)
         self.dirty_ready.set()
 

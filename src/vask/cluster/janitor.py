@@ -33,12 +33,14 @@ async def heartbeat_loop(hub: ClusterHub, node_timeout: float) -> None:
             await reap_dead_nodes(hub)
             for app_id in list(hub.apps):
                 hub._mark("cn", app_id, "")  # refresh the other nodes' connection counts
+            for account in list(hub.account_totals):
+                hub._mark("ac", account, "")
         await asyncio.sleep(interval)
 
 
 async def check_epoch(hub: ClusterHub) -> None:
     """Notice a store that lost its data (a Redis restart without persistence) and re-publish our state."""
-    before, after = await update(hub.store, "epoch", lambda doc: doc or {"id": secrets.token_hex(8)})
+    _, after = await update(hub.store, "epoch", lambda doc: doc or {"id": secrets.token_hex(8)})
     epoch = after["id"] if after else ""
     if hub.epoch and epoch != hub.epoch:
         log.warning("the shared store lost its state; re-publishing this node's state")

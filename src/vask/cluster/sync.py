@@ -31,6 +31,10 @@ def connections_key(app_id: str) -> str:
     return f"cn.{app_id}"
 
 
+def account_key(account: str) -> str:
+    return f"ac.{segment(account)}"
+
+
 def registry_key(node: str) -> str:
     return f"nk.{segment(node)}"
 

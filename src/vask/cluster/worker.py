@@ -53,6 +53,12 @@ async def sync_key(hub: ClusterHub, key: str, kind: str, app_id: str, name: str)
         if count == 0:
             await _register(hub, key, False)
         await user_transitions(hub, app_id, name, before, after)
+    elif kind == "ac":
+        counter = hub.account_counter
+        count = counter.local_connections(app_id) if counter is not None else 0
+        await _register(hub, key, count > 0)
+        _, after = await hub.set_count(key, count)
+        hub.account_totals[app_id] = total(after) - count
     elif kind == "cn":
         count = len(state.connections) if state else 0
         await _register(hub, key, count > 0)

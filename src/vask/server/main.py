@@ -72,7 +72,8 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         loop = asyncio.get_running_loop()
         apps = AppCache(store, settings.app_cache_ttl)
         hub = make_hub(settings, apps.by_id)
-        meter = Meter(billing, counters=make_usage_counters(settings), flush_interval=settings.usage_flush_interval,
+        meter = Meter(billing, counters=make_usage_counters(settings, hub),
+                      flush_interval=settings.usage_flush_interval,
                       refresh_interval=max(settings.app_cache_ttl, 1.0))
         await meter.start()
         if isinstance(hub.observer, Observers):
