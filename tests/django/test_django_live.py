@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 from django.test import Client, RequestFactory
+from django_test_support import alice_fixture, bob_fixture  # noqa: F401  (fixtures; configures Django)
 from django_ws import PusherSocket
 
 from vask.contrib.django import authorizers, same_user, trigger, trigger_on_commit, vask_client

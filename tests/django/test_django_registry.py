@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import django_test_support  # noqa: F401  (configures Django)
 import pytest
 
 from vask.contrib.django import ChannelRegistry, same_user

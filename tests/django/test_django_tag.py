@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import Client, RequestFactory
-from django_test_support import TEST_VASK
+from django_test_support import TEST_VASK, alice_fixture  # noqa: F401  (fixtures)
 
 from vask.contrib.django import public_config
 

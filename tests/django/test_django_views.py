@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django_test_support import TEST_VASK
+from django_test_support import TEST_VASK, alice_fixture, bob_fixture  # noqa: F401  (fixtures)
 
 from vask.contrib.django import ChannelRegistry, authorizers, same_user
 
