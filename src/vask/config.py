@@ -138,8 +138,9 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Events waiting per webhook target (and debounced events in all); "
                                           "more are dropped, logged and counted.")
     webhook_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Requests in flight per webhook target; one channel's events always "
-                                            "use the same one, so they arrive in order.")
+        default=4, ge=1, le=64, description="Requests in flight per webhook target without batching (a batching "
+                                            "target sends one at a time); one channel's events always go through "
+                                            "the same one, so they arrive in order.")
     webhook_vacate_delay: float = Field(
         default=3.0, ge=0, le=60, description="Seconds channel_vacated and member_removed wait; a re-join within "
                                               "them cancels both webhooks, as on Pusher.")

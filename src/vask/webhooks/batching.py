@@ -1,10 +1,10 @@
 """What goes in the next request of a webhook target's lane, and when; and the retry schedule.
 
-Pure logic with the time passed in. A target has a few lanes; each channel always uses the same lane, and
-a lane sends one request at a time, so one channel's events reach the receiver in order even across
-retries. Without batching a request carries one event. With batching it carries the events that arrived
-within ``window`` seconds of the first one, at most ``limit``; events that piled up while an earlier request
-was in flight go together in the next one.
+Pure logic with the time passed in. A lane sends one request at a time, so its events reach the receiver
+in order even across retries. Without batching a target has a few lanes, each channel always using the same
+one, and a request carries one event. With batching the target has one lane and a request carries the
+events that arrived within ``window`` seconds of the first one, at most ``limit``; events that piled up
+while an earlier request was in flight go together in the next one.
 """
 
 from __future__ import annotations

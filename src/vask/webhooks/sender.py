@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import aiohttp
@@ -65,7 +65,6 @@ class Target:
     target: WebhookTarget
     lanes: list[Lane]
     waiting: int = 0  # events in the lanes not yet taken for a request
-    logged: dict[str, tuple[float, int]] = field(default_factory=dict)  # warning kind → (last logged, unlogged)
 
     @property
     def url(self) -> str:
@@ -84,6 +83,8 @@ class WebhookSender:
         self.stopping = False
         self.stopped = False
         self._stop_event = asyncio.Event()
+        # (app id, url, kind) → (last logged, not logged since): outlives a target's idle queue
+        self._logged: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.settings.webhook_allow_private),
@@ -124,7 +125,8 @@ class WebhookSender:
                        "events (raise webhook_queue_size, or check the receiver)", app.id, state.url,
                        state.waiting, event["name"])
             return
-        lane = state.lanes[lane_of(channel, len(state.lanes))]
+        # A batching target uses one lane, so that events close in time share a request whatever their channel.
+        lane = state.lanes[0 if target.batch else lane_of(channel, len(state.lanes))]
         lane.push(event, self.clock())
         state.waiting += 1
         self.stats.events_queued += 1
@@ -239,11 +241,14 @@ class WebhookSender:
     def _warn(self, state: Target, kind: str, message: str, *args: Any) -> None:
         """Log the first occurrence, then at most every LOG_EVERY seconds with how many were not logged."""
         now = self.clock()
-        last, unlogged = state.logged.get(kind, (-LOG_EVERY, 0))
+        key = (state.app.id, state.target.url, kind)
+        last, unlogged = self._logged.get(key, (-LOG_EVERY, 0))
         if now - last < LOG_EVERY:
-            state.logged[kind] = (last, unlogged + 1)
+            self._logged[key] = (last, unlogged + 1)
             return
-        state.logged[kind] = (now, 0)
+        if len(self._logged) > 10_000:  # bounded; at worst a warning is repeated early
+            self._logged.clear()
+        self._logged[key] = (now, 0)
         if unlogged:
             message += f" (and {unlogged} more since the last warning)"
         log.warning(message, *args)
