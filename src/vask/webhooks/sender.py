@@ -229,9 +229,12 @@ class WebhookSender:
                    "X-Vask-Attempt": str(attempt),
                    "X-Vask-Timestamp": str(time_ms)}
         async with self.session.post(url, data=payload, headers=headers, allow_redirects=False) as response:
-            # Read a little of the answer and no more; an unread rest makes aiohttp close the connection.
-            await response.content.read(MAX_RESPONSE_BYTES)
-            return response.status
+            status = response.status
+            # The status decides. A little of the body is read so a short answer leaves the connection
+            # reusable; an unread rest makes aiohttp close it instead, and a slow body is not a failure.
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                await response.content.read(MAX_RESPONSE_BYTES)
+            return status
 
     def _refused(self, state: Target, taken: list[ev.Event], exc: Exception) -> None:
         self.stats.events_refused += len(taken)
