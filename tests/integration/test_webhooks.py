@@ -149,3 +149,20 @@ def test_shutdown_flushes_delayed_and_batched_webhooks(server_factory: Any, rece
     assert len(requests) == 1  # one batch, sent without waiting for its window
     assert names(verify(server.app, requests[0])["events"]) == [
         "channel_occupied", "member_added", "member_removed", "channel_vacated"]
+
+
+def test_target_changes_apply_to_connections_already_open(server_factory: Any, receiver: Receiver) -> None:
+    server = server_factory([{**APP, "subscription_count_events": False}], env=FAST_ENV)
+    client = Client(server)  # opened before the app had any webhook
+    client.subscribe("before")
+    add_webhook(server, receiver.url())
+    client.subscribe("after-add")
+    receiver.wait_events(lambda e: len(e) == 1)
+    server.cli("apps", "webhooks", "remove", server.app.id, "1")
+    time.sleep(0.3)
+    client.subscribe("after-remove")
+    client.unsubscribe("after-add")
+    time.sleep(0.6)  # past the vacate delay
+    assert receiver.events() == [{"name": "channel_occupied", "channel": "after-add"}]
+    verify_all(server.app, receiver)
+    client.close()

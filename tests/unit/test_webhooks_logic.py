@@ -3,6 +3,7 @@ the retry schedule, and the service's hooks with an injected clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from typing import Any
@@ -256,3 +257,43 @@ def test_service_skips_apps_without_webhooks_and_counts_only_when_enabled() -> N
     svc.subscription_count(app(), "a", 2)  # the app has subscription_count_events off
     svc.subscription_count(app(subscription_count_events=True), "a", 2)
     assert out.sent == [{"channel": "a", "name": "subscription_count", "subscription_count": 2}]
+
+
+class SlowApps:
+    """An app cache that has nothing cached and re-reads records slowly."""
+
+    def __init__(self, record: App | None) -> None:
+        self.record = record
+        self.cached = False
+        self.reads = 0
+
+    def cached_by_id(self, app_id: str) -> tuple[bool, App | None]:
+        return self.cached, self.record if self.cached else None
+
+    async def by_id(self, app_id: str) -> App | None:
+        self.reads += 1
+        await asyncio.sleep(0.05)
+        self.cached = True
+        return self.record
+
+
+def test_hooks_use_the_current_app_record_and_keep_their_order() -> None:
+    async def run(record: App | None) -> list[ev.Event]:
+        recorder = Recorder()
+        apps = SlowApps(record)
+        svc = WebhookService(Settings(webhook_vacate_delay=0), sender=recorder, apps=apps)  # type: ignore[arg-type]
+        svc.loop = asyncio.get_running_loop()
+        stale = App(id="1", key="k", secret="s")  # what an old connection holds: no webhooks
+        svc.channel_occupied(stale, "a")
+        svc.client_event(stale, "private-a", "client-x", "d", "1.1", None)
+        svc.channel_vacated(stale, "a")
+        assert recorder.sent == []
+        await asyncio.sleep(0.1)
+        assert apps.reads == 1  # one re-read for all three
+        svc.channel_occupied(stale, "b")  # now cached: at once
+        return recorder.sent
+
+    sent = asyncio.run(run(app()))
+    assert [(e["name"], e["channel"]) for e in sent] == [
+        ("channel_occupied", "a"), ("client_event", "private-a"), ("channel_vacated", "a"), ("channel_occupied", "b")]
+    assert asyncio.run(run(None)) == []  # the app was deleted meanwhile

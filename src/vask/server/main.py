@@ -80,7 +80,7 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
             hub.observer.add(meter)
         else:
             hub.observer = Observers(hub.observer, meter)
-        webhooks = WebhookService(settings)
+        webhooks = WebhookService(settings, apps=apps)
         await webhooks.start()
         assert isinstance(hub.observer, Observers)
         hub.observer.add(webhooks)
