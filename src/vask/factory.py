@@ -120,4 +120,5 @@ def make_hub(settings: Settings, lookup: Callable[[str], Awaitable[App | None]])
         from vask.cluster.redis_store import RedisStore
 
         store = RedisStore(settings.broker, settings.broker_prefix, ttls)
-    return ClusterHub(time.monotonic, node_id, broker, store, lookup, settings.node_timeout, settings.region)
+    return ClusterHub(time.monotonic, node_id, broker, store, lookup, settings.node_timeout, settings.region,
+                      settings.webhook_vacate_delay)

@@ -115,3 +115,23 @@ def test_client_events_are_sent_by_the_senders_node_only(nodes: tuple[Receiver, 
     a.close()
     b.close()
     verify_all(one.app, receiver)
+
+
+def test_leaving_on_one_node_and_returning_on_another_sends_nothing(
+        nodes: tuple[Receiver, list[VaskServer]]) -> None:
+    receiver, (one, two) = nodes
+    a = Client(one)
+    a.subscribe("presence-room", "u1")
+    receiver.wait_events(lambda e: len(e) == 2)  # channel_occupied, member_added
+    a.close()  # held for the vacate delay in the shared store...
+    b = Client(two)
+    b.subscribe("presence-room", "u1")  # ...and cancelled by the return on the other node
+    time.sleep(float(FAST_ENV["VASK_WEBHOOK_VACATE_DELAY"]) + 1.0)
+    assert sorted(names(receiver.events())) == ["channel_occupied", "member_added"]
+    b.close()  # a real departure is still reported, once
+    events = receiver.wait_events(lambda e: names(e).count("channel_vacated") == 1, timeout=8)
+    time.sleep(0.5)
+    assert sorted(names(receiver.events())) == sorted(["channel_occupied", "member_added", "member_removed",
+                                                       "channel_vacated"])
+    assert events
+    verify_all(one.app, receiver)

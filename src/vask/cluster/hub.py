@@ -22,7 +22,7 @@ from vask.apps.base import App
 from vask.broker.base import Broker, BrokerUnavailable
 from vask.cluster import envelopes as env
 from vask.cluster import sync
-from vask.cluster.store import SharedStore, StoreUnavailable, total, update
+from vask.cluster.store import SharedStore, StoreUnavailable, decode, total, update
 from vask.cluster.store import set_node_count as set_count
 from vask.core.connection import Connection
 from vask.core.hub import AppState, Channel, Hub, send_watchlist_status
@@ -37,8 +37,10 @@ AppLookup = Callable[[str], Awaitable[App | None]]
 
 class ClusterHub(Hub):
     def __init__(self, clock: Any, node_id: str, broker: Broker, store: SharedStore, apps: AppLookup,
-                 node_timeout: float = 30.0, region: str = "") -> None:
+                 node_timeout: float = 30.0, region: str = "", vacate_delay: float = 3.0) -> None:
         super().__init__(clock)
+        self.vacate_delay = vacate_delay  # webhook delay, applied cluster-wide here (vask.cluster.debounce)
+        self.background: set[asyncio.Task[None]] = set()
         self.node_id = node_id
         self.region = region
         self.node_timeout = node_timeout
@@ -75,14 +77,32 @@ class ClusterHub(Hub):
             if not self.dirty and not self.outgoing:
                 break
             await asyncio.sleep(0.02)
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # redis-py can swallow a cancellation that lands while it opens a connection (the task then carries on
+        # looping): cancel again until every task is done instead of awaiting one for ever.
+        pending = set(self.tasks)
+        for _ in range(25):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.2)
         with contextlib.suppress(StoreUnavailable):  # say goodbye so peers need not wait for the timeout
             await self.store.delete_expiring("nodes", self.node_id)
         await self.broker.close()
         await self.store.close()
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self.background.add(task)  # keep a reference: the loop holds tasks only weakly
+        task.add_done_callback(self.background.discard)
+
+    async def app_by_id(self, app_id: str) -> App | None:
+        state = self.apps.get(app_id)
+        return state.app if state is not None else await self.lookup(app_id)
+
+    @staticmethod
+    def decode(raw: bytes | None) -> dict[str, Any] | None:
+        return decode(raw)
 
     @property
     def healthy(self) -> bool:

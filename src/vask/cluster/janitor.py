@@ -14,7 +14,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from vask.cluster import sync
+from vask.cluster import debounce, sync
 from vask.cluster.store import StoreUnavailable, decode, unsegment, update
 from vask.cluster.worker import channel_transitions, user_transitions
 
@@ -73,6 +73,7 @@ async def clean_node(hub: ClusterHub, node: str) -> None:
         elif kind == "pr":
             await presence_removals(hub, app_id, unsegment(rest), before, after)
     await update(hub.store, sync.registry_key(node), lambda doc: None)
+    await debounce.release_abandoned(hub, node)
 
 
 async def presence_removals(hub: ClusterHub, app_id: str, name: str, before: object, after: object) -> None:
@@ -81,11 +82,11 @@ async def presence_removals(hub: ClusterHub, app_id: str, name: str, before: obj
     old = sync.members(before if isinstance(before, dict) else None)
     new = sync.members(after if isinstance(after, dict) else None)
     state = hub.apps.get(app_id)
-    app = state.app if state else await hub.lookup(app_id)
+    app = await hub.app_by_id(app_id)
     if app is None:
         return
     for uid in old.keys() - new.keys():
-        hub.observer.member_removed(app, name, uid)
+        await debounce.departed(hub, app, name, uid)
         hub.announce(env.MEMBER_REMOVED, app_id, c=name, u=uid)
         if state is not None:
             hub._member_frames(state, name, uid, None, False)

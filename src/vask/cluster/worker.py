@@ -6,8 +6,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from vask.apps.base import App
+from vask.cluster import debounce, sync
 from vask.cluster import envelopes as env
-from vask.cluster import sync
 from vask.cluster.store import total, update
 from vask.protocol import frames
 
@@ -20,8 +20,7 @@ async def sync_batch(hub: ClusterHub, batch: dict[str, tuple[str, str, str]]) ->
 
 
 async def _app(hub: ClusterHub, app_id: str) -> App | None:
-    state = hub.apps.get(app_id)
-    return state.app if state is not None else await hub.lookup(app_id)
+    return await hub.app_by_id(app_id)
 
 
 async def _register(hub: ClusterHub, key: str, present: bool) -> None:
@@ -75,9 +74,10 @@ async def channel_transitions(hub: ClusterHub, app_id: str, name: str, before: A
     if app is None:
         return
     if was == 0:
-        hub.observer.channel_occupied(app, name)
+        if not await debounce.returned(hub, app_id, name):
+            hub.observer.channel_occupied(app, name)
     elif now == 0:
-        hub.observer.channel_vacated(app, name)
+        await debounce.departed(hub, app, name)
     if now > 0 and app.settings.subscription_count_events and not name.startswith(("presence-",)):
         hub.announce(env.COUNT, app_id, c=name, n=now)
         state = hub.apps.get(app_id)
@@ -111,12 +111,13 @@ async def sync_presence(hub: ClusterHub, key: str, app_id: str, name: str) -> No
     app = await _app(hub, app_id)
     if app is not None and not hub.quiet:
         for uid in new.keys() - old.keys():
-            hub.observer.member_added(app, name, uid)
+            if not await debounce.returned(hub, app_id, name, uid):
+                hub.observer.member_added(app, name, uid)
             hub.announce(env.MEMBER_ADDED, app_id, c=name, u=uid, i=new[uid])
             if state is not None:
                 hub._member_frames(state, name, uid, new[uid], True)
         for uid in old.keys() - new.keys():
-            hub.observer.member_removed(app, name, uid)
+            await debounce.departed(hub, app, name, uid)
             hub.announce(env.MEMBER_REMOVED, app_id, c=name, u=uid)
             if state is not None:
                 hub._member_frames(state, name, uid, None, False)

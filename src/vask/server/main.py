@@ -80,7 +80,11 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
             hub.observer.add(meter)
         else:
             hub.observer = Observers(hub.observer, meter)
-        webhooks = WebhookService(settings, apps=apps)
+        # A cluster holds channel_vacated/member_removed in the shared store (vask.cluster.debounce), since the
+        # return that cancels them may happen on another node; the service must not hold them a second time.
+        hook_settings = settings.model_copy(update={"webhook_vacate_delay": 0.0}) \
+            if isinstance(hub, ClusterHub) else settings
+        webhooks = WebhookService(hook_settings, apps=apps)
         await webhooks.start()
         assert isinstance(hub.observer, Observers)
         hub.observer.add(webhooks)
