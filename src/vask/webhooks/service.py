@@ -7,7 +7,9 @@ Cluster mode: the cluster hub calls channel_occupied/vacated and member_added/re
 cluster-wide transition, on one node, so each transition gives one webhook. client_event is called on the
 sender's node only. cache_miss can be seen by several nodes: it is de-duplicated per node within
 ``webhook_cache_miss_window``, so a cluster may send one per node that saw the miss. The delay that
-cancels a vacate on re-occupation works within one node (see the report of issue 3 for the cluster case).
+cancels a vacate on re-occupation only sees this node's transitions, while in a cluster the return may
+happen on another node: there the cluster hub applies the delay in the shared store and the server runs
+this service with ``webhook_vacate_delay`` 0.
 """
 
 from __future__ import annotations
