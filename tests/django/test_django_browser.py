@@ -122,8 +122,10 @@ def test_two_users_see_each_other_notifications_and_the_feed(demo: DemoSite, bro
     bob.driver.get("about:blank")
     alice.wait(lambda: members(alice) == {ids["alice"]}, "bob's avatar to disappear")
     assert alice.text("presence-count") == "1 viewing"
-    # he comes back with the back button, and then closes his browser
+    # he comes back with the back button; then alice closes her browser, and bob sees her go
     bob.driver.back()
     alice.wait(lambda: members(alice) == {ids["alice"], ids["bob"]}, "bob's avatar to come back")
-    bob.quit()
-    alice.wait(lambda: members(alice) == {ids["alice"]}, "bob's avatar to disappear again")
+    bob.wait(lambda: members(bob) == {ids["alice"], ids["bob"]}, "both avatars after coming back")
+    alice.quit()
+    bob.wait(lambda: members(bob) == {ids["bob"]}, "alice's avatar to disappear")
+    assert bob.text("presence-count") == "1 viewing"

@@ -30,6 +30,7 @@ def test_placeholders_match_one_dot_free_segment() -> None:
     ("private-a.{id}.{id}", "appears twice"),
     ("private-a.{1d}", "braces"),
     ("private-a.{id", "braces"),
+    ("private-a.{user}", "reserved"),
 ])
 def test_bad_patterns(pattern: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -85,6 +85,14 @@ def test_csrf_is_checked_even_without_the_csrf_middleware(alice: Any, settings: 
     assert "CSRF cookie not set" in response.json()["reason"]
 
 
+def test_missing_authentication_middleware_is_reported(alice: Any, settings: Any) -> None:
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "auth" not in m]
+    client, token = csrf_client(None)
+    response = auth(client, token, socket_id=SOCKET, channel_name="private-orders.1")
+    assert response.status_code == 500
+    assert response.json()["reason"] == "no user on the request: AuthenticationMiddleware is not installed"
+
+
 def test_private_channel_of_own_user_is_signed(alice: Any) -> None:
     client, token = csrf_client(alice)
     channel = f"private-orders.{alice.pk}"

@@ -59,6 +59,8 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     position = 0
     for match in _PLACEHOLDER.finditer(pattern):
         name = match.group(1)
+        if name == "user":  # the check's first argument
+            raise ValueError(f"{pattern!r}: {{user}} is reserved; name the part e.g. {{user_id}}")
         if name in names:
             raise ValueError(f"{pattern!r}: {{{name}}} appears twice")
         names.add(name)

@@ -63,6 +63,10 @@ class _AuthView(View):
 
     @method_decorator(_csrf_checked_here)
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not hasattr(request, "user"):
+            logger.error("%s needs django.contrib.auth's AuthenticationMiddleware", type(self).__name__)
+            return refuse("no user on the request: AuthenticationMiddleware is not installed", status=500,
+                          error="misconfigured")
         if not request.user.is_authenticated:
             return refuse("login required", error="unauthenticated")
         return super().dispatch(request, *args, **kwargs)
