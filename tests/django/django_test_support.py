@@ -36,6 +36,7 @@ if not settings.configured:
                     "OPTIONS": {"context_processors": ["django.template.context_processors.request"]}}],
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],  # fast logins in tests
         USE_TZ=True,
+        STATIC_URL="/static/",  # the live server's static handler needs one
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         VASK=TEST_VASK,
     )
