@@ -253,7 +253,7 @@ class ClusterHub(Hub):
             raw = await self.store.get_expiring("cache", sync.channel_key(state.app.id, name))
         if conn.closing:
             return
-        cached = frames.data_object(raw) if raw is not None else None
+        cached = decode(raw)  # the store gives bytes, which frames.data_object does not read
         if cached is None or float(cached.get("exp", 0)) <= time.time():
             conn.send(frames.encode_internal("pusher:cache_miss", {}, name))
             self.observer.cache_miss(state.app, name)
@@ -339,7 +339,7 @@ class ClusterHub(Hub):
 
     async def counts(self, app_id: str, name: str) -> int:
         raw, _ = await self.store.get(sync.channel_key(app_id, name))
-        return total(frames.data_object(raw) if raw else None)
+        return total(decode(raw))
 
     async def set_count(self, key: str, count: int) -> tuple[Any, Any]:
         return await update(self.store, key, set_count(self.node_id, count))

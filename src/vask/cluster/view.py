@@ -13,7 +13,6 @@ from vask.apps.base import App
 from vask.cluster import sync
 from vask.cluster.store import decode, total, unsegment
 from vask.core.api import CachedEvent, ChannelState
-from vask.protocol import frames
 from vask.protocol.channels import channel_type
 from vask.protocol.rest import Operation, RestCall
 
@@ -65,7 +64,7 @@ async def view_for(hub: ClusterHub, call: RestCall) -> ClusterView:
     caches: dict[str, Any] = {}
     if call.operation is Operation.CHANNEL and channel_type(call.channel).cache:
         raw = await hub.store.get_expiring("cache", sync.channel_key(app_id, call.channel))
-        cached = frames.data_object(raw) if raw else None
+        cached = decode(raw)  # bytes from the store: frames.data_object would give None
         if cached:
             ttl = int(float(cached.get("exp", 0)) - time.time())
             if ttl > 0:
