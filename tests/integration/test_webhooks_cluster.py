@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from webhook_helpers import APP, FAST_ENV, Client, Receiver, names, verify_all
 
-from conftest import LISTEN_RE, TestApp, VaskServer, vask_cli
+from conftest import LISTEN_RE, VaskServer, vask_cli
+from conftest import TestApp as Credentials  # not named Test*: pytest would try to collect it
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -45,7 +46,7 @@ def start_node(data_dir: Path, env: dict[str, str]) -> VaskServer:
             break
     else:
         raise RuntimeError("vask serve exited before listening:\n" + "".join(output))
-    app = TestApp(APP["id"], APP["key"], APP["secret"])
+    app = Credentials(APP["id"], APP["key"], APP["secret"])
     node = VaskServer(found.group(2), int(found.group(3)), found.group(1), data_dir, process,
                       {app.id: app}, output)
     stream = process.stdout
