@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from typing import Any
 
+import pusher
 import pytest
 from pydantic import ValidationError
 
@@ -42,12 +44,8 @@ def test_body_time_ms_is_an_int_and_the_signature_covers_the_exact_bytes() -> No
     body = ev.body([ev.channel_event(ev.OCCUPIED, "a")], 1_700_000_000_123)
     assert json.loads(body) == {"time_ms": 1_700_000_000_123, "events": [{"name": "channel_occupied",
                                                                           "channel": "a"}]}
-    import pusher
-
     client = pusher.Pusher(app_id="1", key="key", secret="secret")
     # validate_webhook checks the 5-minute window against now: use a current time_ms.
-    import time
-
     fresh = ev.body([ev.channel_event(ev.OCCUPIED, "a")], int(time.time() * 1000))
     assert client.validate_webhook("key", ev.signature("secret", fresh), fresh.decode())["events"][0]["channel"] == "a"
     assert client.validate_webhook("key", ev.signature("other", fresh), fresh.decode()) is None
@@ -297,3 +295,17 @@ def test_hooks_use_the_current_app_record_and_keep_their_order() -> None:
     assert [(e["name"], e["channel"]) for e in sent] == [
         ("channel_occupied", "a"), ("client_event", "private-a"), ("channel_vacated", "a"), ("channel_occupied", "b")]
     assert asyncio.run(run(None)) == []  # the app was deleted meanwhile
+
+
+def test_a_full_delay_queue_drops_with_a_count_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    clock = [0.0]
+    svc, out = service(clock, webhook_vacate_delay=3.0, webhook_queue_size=1)
+    a = app()
+    with caplog.at_level("WARNING", logger="vask.webhooks"):
+        for name in ("x", "y", "z"):
+            svc.channel_vacated(a, name)
+    assert svc.stats.events_overflowed == 2
+    assert len([r for r in caplog.records if "webhook queue full" in r.getMessage()]) == 1  # not one per drop
+    clock[0] = 3.0
+    svc._tick()
+    assert out.sent == [{"name": "channel_vacated", "channel": "x"}]

@@ -56,6 +56,8 @@ class WebhookService(Observer):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._overflow_seen = 0
+        self._logged_at = -10.0
+        self._unlogged = 0
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -123,7 +125,7 @@ class WebhookService(Observer):
             if len(waiting) < self.settings.webhook_queue_size:
                 waiting.append(handle)
             else:
-                self.stats.events_overflowed += 1
+                self._dropped("events waiting for app %s's record: %d", app.id, len(waiting))
             return
         hit, cached = self.apps.cached_by_id(app.id)
         if hit:
@@ -175,12 +177,21 @@ class WebhookService(Observer):
         self.stats.pairs_cancelled = self.debouncer.cancelled
         if self.debouncer.overflow != self._overflow_seen:
             self._overflow_seen = self.debouncer.overflow
-            self.stats.events_overflowed += 1
-            log.warning("webhook delay queue is full (%d events): dropped %s of app %s on %s",
-                        self.debouncer.size, event["name"], app.id, channel)
+            self._dropped("delayed events: %d (last dropped: %s of app %s on %s)", self.debouncer.size,
+                          event["name"], app.id, channel)
         for tag, item in released:
             self.sender.submit(tag, item)
         self._schedule()
+
+    def _dropped(self, what: str, *args: Any) -> None:
+        """Count a dropped event; warn on the first and then at most every 10 s, with the count meanwhile."""
+        self.stats.events_overflowed += 1
+        self._unlogged += 1
+        now = self.clock()
+        if now - self._logged_at >= 10.0:
+            log.warning(f"webhook queue full, %d events dropped since the last warning; {what}",
+                        self._unlogged, *args)
+            self._logged_at, self._unlogged = now, 0
 
     def _schedule(self) -> None:
         """Keep one timer, at the earliest time a delayed event is due."""
