@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING
 
 from vask.cluster import debounce, sync
@@ -26,16 +27,20 @@ log = logging.getLogger("vask.cluster")
 
 async def heartbeat_loop(hub: ClusterHub, node_timeout: float) -> None:
     interval = max(node_timeout / 6, 0.2)
+    beat = 0.0
     while True:
         with contextlib.suppress(StoreUnavailable):
-            await hub.store.put_expiring("nodes", hub.node_id, hub.region.encode())
-            await check_epoch(hub)
-            await reap_dead_nodes(hub)
+            if time.monotonic() - beat >= interval:
+                beat = time.monotonic()
+                await hub.store.put_expiring("nodes", hub.node_id, hub.region.encode())
+                await check_epoch(hub)
+                await reap_dead_nodes(hub)
+            # Refresh the other nodes' connection counts every second: quota checks read them.
             for app_id in list(hub.apps):
-                hub._mark("cn", app_id, "")  # refresh the other nodes' connection counts
+                hub._mark("cn", app_id, "")
             for account in list(hub.account_totals):
                 hub._mark("ac", account, "")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(min(interval, 1.0))
 
 
 async def check_epoch(hub: ClusterHub) -> None:
