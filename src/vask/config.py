@@ -130,7 +130,7 @@ class Settings(BaseSettings):
                                    description="Seconds one webhook request may take before it is retried.")
     webhook_retry_for: float = Field(
         default=300.0, ge=0, description="Seconds a failed webhook is retried (exponential backoff with "
-                                         "jitter), counted from when its event happened; then it is dropped "
+                                         "jitter), counted from when it was queued for sending; then it is dropped "
                                          "and logged.")
     webhook_retry_base: float = Field(default=1.0, gt=0, description="Seconds before the first retry.")
     webhook_retry_max_delay: float = Field(default=60.0, gt=0, description="Longest pause between retries.")
