@@ -64,9 +64,25 @@ class Hub:
         state = self.apps.get(app.id)
         if state is None:
             state = self.apps[app.id] = AppState(app)
-        else:
-            state.app = app  # settings may have changed in the store
         return state
+
+    def refresh_app(self, app_id: str, app: App | None) -> None:
+        """The store's current record of an app: open connections follow its settings from now on, and are
+        closed when it was disabled (4003) or deleted (4001)."""
+        state = self.apps.get(app_id)
+        if state is None:
+            return
+        if app is None or not app.enabled:
+            code, reason = (c.APP_NOT_FOUND, "Application deleted") if app is None else \
+                (c.APP_DISABLED, "Application disabled")
+            for conn in list(state.connections):
+                self.close(conn, code, reason)
+            return
+        if app == state.app:
+            return
+        state.app = app
+        for conn in state.connections:
+            conn.app = app
 
     def app_connections(self, app_id: str) -> int:
         state = self.apps.get(app_id)

@@ -146,10 +146,16 @@ async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter) 
 
 
 async def _sweep(state: ServerState) -> None:
+    refreshed = time.monotonic()
     while True:
         await asyncio.sleep(state.settings.sweep_interval)
         try:
             state.hub.sweep(state.clock(), state.settings.pong_timeout)
+            if time.monotonic() - refreshed >= max(state.settings.app_cache_ttl, 0.5):
+                refreshed = time.monotonic()
+                # Open connections follow changes made with `vask apps ...` (settings, disable, delete).
+                for app_id in list(state.hub.apps):
+                    state.hub.refresh_app(app_id, await state.apps.by_id(app_id))
         except Exception:  # a bug here must not stop pings and timeouts for everyone
             log.exception("sweep failed")
 
