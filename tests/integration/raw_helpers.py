@@ -145,19 +145,22 @@ class RawClient:
 
 
 def open_ws(url: str, *, sock: socket.socket | None = None, ssl_context: ssl.SSLContext | None = None,
-            max_size: int | None = 2**22) -> ClientConnection:
-    """A websockets sync client with no compression, no proxy and no automatic pings (they count as activity)."""
+            max_size: int | None = 2**22, max_queue: int = 16) -> ClientConnection:
+    """A websockets sync client with no compression, no proxy and no automatic pings (they count as activity).
+
+    It stops reading from the socket once ``max_queue`` messages wait unread.
+    """
     return connect(url, sock=sock, ssl=ssl_context, proxy=None, compression=None, ping_interval=None,
-                   open_timeout=TIMEOUT, close_timeout=2, max_size=max_size, legacy=True)
+                   open_timeout=TIMEOUT, close_timeout=2, max_size=max_size, max_queue=max_queue, legacy=True)
 
 
 def connect_raw(server: Any, key: str | None = None, query: str = "protocol=7&client=py&version=1.0",
                 *, established: bool = True, ssl_context: ssl.SSLContext | None = None,
-                sock: socket.socket | None = None) -> RawClient:
+                sock: socket.socket | None = None, max_queue: int = 16) -> RawClient:
     """Connect to ``/app/{key}``; with ``established``, read and check ``pusher:connection_established``."""
     key = key if key is not None else server.app.key
     url = f"{server.ws_url}/app/{key}" + (f"?{query}" if query else "")
-    client = RawClient(open_ws(url, ssl_context=ssl_context, sock=sock))
+    client = RawClient(open_ws(url, ssl_context=ssl_context, sock=sock, max_queue=max_queue))
     if established:
         frame = client.expect("pusher:connection_established")
         assert isinstance(frame["data"], str), frame
