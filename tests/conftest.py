@@ -76,9 +76,8 @@ def vask_cli(data_dir: Path, *args: str) -> str:
     return done.stdout
 
 
-def start_server(data_dir: Path, apps: list[dict[str, Any]], extra_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> VaskServer:
-    """Create ``apps`` (dicts of CLI flags: id, key, secret, plus any `--set` settings) then start the server."""
+def create_apps(data_dir: Path, apps: list[dict[str, Any]]) -> dict[str, TestApp]:
+    """Create ``apps`` (dicts of CLI flags: id, key, secret, plus any `--set` settings) with the real CLI."""
     data_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, TestApp] = {}
     for spec in apps:
@@ -91,19 +90,37 @@ def start_server(data_dir: Path, apps: list[dict[str, Any]], extra_args: tuple[s
             args += ["--set", f"{name}={value}"]
         json.loads(vask_cli(data_dir, *args))
         made[app_id] = TestApp(app_id, key, secret)
+    return made
+
+
+def start_server(data_dir: Path, apps: list[dict[str, Any]], extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None, *, create: bool = True, listeners: int = 1) -> VaskServer:
+    """Create ``apps`` (unless ``create`` is False: they already are in ``data_dir``) then start the server.
+
+    Returns once ``listeners`` processes said they listen (``--workers N`` prints it once per worker).
+    """
+    if create:
+        made = create_apps(data_dir, apps)
+    else:
+        made = {spec["id"]: TestApp(spec["id"], spec["key"], spec["secret"]) for spec in apps}
     proc_env = {**os.environ, "VASK_DATA_DIR": str(data_dir), **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "vask", "serve", "--port", "0", "--no-default-app", *extra_args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=proc_env)
     output: list[str] = []
     assert process.stdout is not None
+    match = None
     for line in process.stdout:
         output.append(line)
-        match = LISTEN_RE.search(line)
-        if match:
-            break
+        found = LISTEN_RE.search(line)
+        if found:
+            match = found
+            listeners -= 1
+            if listeners <= 0:
+                break
     else:
         raise RuntimeError("vask serve exited before listening:\n" + "".join(output))
+    assert match is not None
     server = VaskServer(match.group(2), int(match.group(3)), match.group(1), data_dir, process, made, output)
     # Keep draining the output so the server never blocks on a full pipe.
     stream = process.stdout
