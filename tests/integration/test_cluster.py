@@ -363,3 +363,36 @@ async def test_deployments_with_different_prefixes_do_not_see_each_other(cluster
         info = await call(node.pusher().channel_info, "shared", ["subscription_count"])
         assert info == {"occupied": True, "subscription_count": 1}
     await close_all([on_x, on_y, ux, uy])
+
+
+OTHER_APP = {"id": "535353", "key": "other-key", "secret": "other-secret", "client_events": True}
+
+
+async def test_envelopes_stay_within_their_app_and_garbage_on_the_bus_is_ignored(cluster_factory: Any,
+                                                                                 broker: str) -> None:
+    cluster: Cluster = cluster_factory(broker, apps=[APP, OTHER_APP])
+    a, b = cluster.start(2)
+    other = cluster.made[OTHER_APP["id"]]
+    mine, theirs = await Client.open(b), await Client.open(b, other)
+    await mine.subscribe("private-same", a.pusher())  # the same channel name in two apps
+    await theirs.subscribe("private-same", a.pusher(other))
+    if broker == REDIS_URL:  # what a stranger (or an older version) could put on the bus
+        bus = redis.Redis.from_url(broker)
+        for junk in (b"not json", b"[]", b'{"k": "pub", "o": "x"}', b'{"k": "nope", "o": "x", "a": "1"}',
+                     json.dumps({"k": "pub", "o": "x", "a": APP["id"], "c": "private-same"}).encode()):
+            bus.publish(f"{cluster.prefix}:bus", junk)
+    await call(a.pusher().trigger, "private-same", "for-mine", {})
+    await call(a.pusher(other).trigger, "private-same", "for-theirs", {})
+    await mine.wait_for("for-mine")
+    await theirs.wait_for("for-theirs")
+    sender = await Client.open(a)
+    await sender.subscribe("private-same", a.pusher())
+    await sender.send("client-note", {}, "private-same")
+    await mine.wait_for("client-note")
+    await asyncio.sleep(QUIET)
+    def events(client: Client) -> list[str]:
+        return [f["event"] for f in client.find(channel="private-same") if not f["event"].startswith("pusher")]
+
+    assert events(mine) == ["for-mine", "client-note"]
+    assert events(theirs) == ["for-theirs"]
+    await close_all([mine, theirs, sender])
