@@ -18,7 +18,7 @@ import pusher
 import pytest
 import requests
 from pusher.errors import PusherBadAuth, PusherBadRequest, PusherBadStatus, PusherError
-from raw_helpers import RawClient, connect_raw, data_of, signed, trigger_body
+from raw_helpers import RawClient, connect_raw, data_of, hmac_hex, signed, trigger_body
 
 APP = {"id": "424242", "key": "test-key", "secret": "test-secret", "client_events": True}
 
@@ -337,3 +337,50 @@ def test_backend_rate_limit_gives_429(server_factory: Any) -> None:
     assert server.pusher().channels_info() == {"channels": {}}
     time.sleep(1.1)  # the bucket refills at 2 per second
     assert server.pusher().trigger("r", "ev", {}) == {}
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ("{not json", "invalid JSON"),
+    (trigger_body(["ok"], name="e" * 201), "event name over 200 characters"),
+    (trigger_body(["bad channel!"]), "invalid channel name"),
+    (trigger_body([]), "no channel"),
+    (json.dumps({"name": "ev", "channels": ["ok"], "data": {"not": "a string"}}), "data not a string"),
+    (json.dumps({"channels": ["ok"], "data": "{}"}), "no name"),
+])
+def test_invalid_trigger_bodies_are_400(server: Any, body: str, why: str) -> None:
+    response = signed(server, "POST", f"/apps/{server.app.id}/events", body)
+    assert response.status_code == 400, (why, response.status_code, response.text)
+
+
+def test_batch_limit_and_info(server: Any) -> None:
+    path = f"/apps/{server.app.id}/batch_events"
+    items = [{"channel": "b", "name": "ev", "data": "{}"}] * 11
+    response = signed(server, "POST", path, json.dumps({"batch": items}))
+    assert response.status_code == 400, response.text  # at most 10 events per batch
+    subscribed(server, "counted", 2)
+    response = signed(server, "POST", path, json.dumps({"batch": [
+        {"channel": "counted", "name": "ev", "data": "{}", "info": "subscription_count"},
+        {"channel": "b", "name": "ev", "data": "{}"}]}))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"batch": [{"subscription_count": 2}, {}]}
+    response = signed(server, "POST", f"/apps/{server.app.id}/events",
+                      trigger_body(["counted", "empty"], info="subscription_count"))
+    assert response.json() == {"channels": {"counted": {"subscription_count": 2}, "empty": {"subscription_count": 0}}}
+
+
+def test_percent_encoded_query_is_accepted(server: Any) -> None:
+    """Clients that URL-encode the query (aiohttp's params=) sign the decoded values (pusher-protocol.md §2.3)."""
+    presence_member(server, "presence-enc", "u1")
+    query = {"auth_key": server.app.key, "auth_timestamp": str(int(time.time())), "auth_version": "1.0",
+             "info": "user_count", "filter_by_prefix": "presence-"}
+    ordered = "&".join(f"{k}={v}" for k, v in sorted(query.items()))
+    path = f"/apps/{server.app.id}/channels"
+    signature = hmac_hex(server.app.secret, f"GET\n{path}\n{ordered}")
+    encoded = ordered.replace("presence-", "presence%2D").replace("user_count", "user%5Fcount")
+    response = requests.get(f"{server.http_url}{path}?{encoded}&auth_signature={signature}", timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"channels": {"presence-enc": {"user_count": 1}}}
+
+
+def test_terminate_unknown_user_is_empty_success(server: Any) -> None:
+    assert server.pusher().terminate_user_connections("nobody") == {}

@@ -69,8 +69,10 @@ def test_supported_or_missing_protocol_is_accepted(server: Any, query: str) -> N
     assert connect_raw(server, query=query).ping()
 
 
-def test_unknown_key_is_4001(server: Any) -> None:
-    assert_refused(server, 4001, key="no-such-key")
+@pytest.mark.parametrize("key", ["no-such-key", "k" * 150])
+def test_unknown_key_is_4001(server: Any, key: str) -> None:
+    # A close frame's reason is at most 123 bytes (RFC 6455 §5.5): a long key must not leave the socket hanging.
+    assert_refused(server, 4001, key=key)
 
 
 def test_disabled_app_is_4003(server: Any) -> None:
@@ -189,6 +191,22 @@ def test_subscription_errors(server: Any) -> None:
     assert "Auth info required" in data_of(client.expect("pusher:error"))["message"]
     client.nothing(0.2, ignore=("pusher:subscription_error",))  # Soketi-style extra frames are allowed
     assert client.ping()
+
+
+def test_unsubscribe_and_signin_failures(server: Any) -> None:
+    client = connect_raw(server)
+    client.subscribe("feed")
+    client.send("pusher:unsubscribe", {"channel": "feed"})
+    assert client.ping()  # the unsubscribe is processed before the pong
+    server.pusher().trigger("feed", "after", {})
+    client.nothing(0.3)
+    client.send("pusher:signin", {"auth": f"{APP['key']}:{'0' * 64}", "user_data": '{"id": "mallory"}'})
+    # A bad sign-in closes the connection with 4009 (the close reason must fit in 123 bytes).
+    assert client.closed(timeout=3)[0] == 4009
+    client = connect_raw(server)
+    client.signin(APP["key"], APP["secret"], "alice")
+    client.subscribe("#server-to-user-bob", expect=False)  # only for the signed-in user
+    assert client.expect("pusher:error")
 
 
 def test_client_events(server: Any) -> None:
