@@ -46,6 +46,7 @@ class ClusterHub(Hub):
         self.node_timeout = node_timeout
         self.epoch = ""
         self.quiet = False  # True while re-publishing state the store lost: those transitions are old news
+        self.settle_until = 0.0  # monotonic time until which other nodes may still be re-publishing
         self.broker = broker
         self.store = store
         self.lookup = apps
@@ -287,21 +288,40 @@ class ClusterHub(Hub):
     # -- frames for cluster transitions ------------------------------------------------------
 
     def _member_frames(self, state: AppState, name: str, user_id: str, info: Any, added: bool) -> None:
+        """Tell this node's subscribers that a member joined or left, once: frames are sent only when the
+        change is news to them, so an envelope and a reconciliation can both report it safely."""
         channel = state.channels.get(name)
-        if channel is None:
+        if channel is None or (user_id in channel.known) == added:
             return
         if added:
+            channel.known[user_id] = info
             payload: dict[str, Any] = {"user_id": user_id}
             if info is not None:
                 payload["user_info"] = info
             frame = frames.ws_frame(frames.encode_internal("pusher_internal:member_added", payload, name))
         else:
+            del channel.known[user_id]
             frame = frames.ws_frame(frames.encode_internal("pusher_internal:member_removed",
                                                            {"user_id": user_id}, name))
         for conn in channel.subscribers:
             sub = conn.subscriptions.get(name)
             if sub is not None and sub.ready and sub.user_id != user_id:
                 conn.push(frame)
+
+    def reconcile(self, state: AppState, name: str, members: dict[str, Any]) -> None:
+        """Bring this node's subscribers in line with the cluster's member list (after a broker or store
+        outage, a lost envelope, or simply a join racing with this node's own update)."""
+        channel = state.channels.get(name)
+        if channel is None:
+            return
+        # Right after the store lost its data the other nodes are still re-publishing their members: a member
+        # missing then is not gone. Removals wait until they had time (the next reconciliation catches up).
+        if time.monotonic() >= self.settle_until:
+            for uid in [u for u in channel.known if u not in members]:
+                self._member_frames(state, name, uid, None, False)
+        for uid, info in members.items():
+            if uid not in channel.known:
+                self._member_frames(state, name, uid, info, True)
 
     def _count_frames(self, state: AppState, name: str, count: int) -> None:
         channel = state.channels.get(name)

@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vask.cluster")
 
+RECONCILE_EVERY = 5.0  # seconds between re-reads of the presence members of this node's channels
+
 
 async def heartbeat_loop(hub: ClusterHub, node_timeout: float) -> None:
     interval = max(node_timeout / 6, 0.2)
-    beat = 0.0
+    beat = checked = 0.0
     while True:
         with contextlib.suppress(StoreUnavailable):
             if time.monotonic() - beat >= interval:
@@ -40,6 +42,13 @@ async def heartbeat_loop(hub: ClusterHub, node_timeout: float) -> None:
                 hub._mark("cn", app_id, "")
             for account in list(hub.account_totals):
                 hub._mark("ac", account, "")
+            if time.monotonic() - checked >= RECONCILE_EVERY:
+                checked = time.monotonic()
+                # Re-read presence members now and then: heals a lost envelope (the bus is at-most-once).
+                for state in list(hub.apps.values()):
+                    for name, channel in list(state.channels.items()):
+                        if channel.type.is_presence:
+                            hub._mark("pr", state.app.id, name)
         await asyncio.sleep(min(interval, 1.0))
 
 
@@ -50,6 +59,8 @@ async def check_epoch(hub: ClusterHub) -> None:
     if hub.epoch and epoch != hub.epoch:
         log.warning("the shared store lost its state; re-publishing this node's state")
         hub.quiet = True  # what we re-publish already happened: no webhooks for it
+        # Every node notices within one heartbeat interval; give them that, and a margin, to re-publish.
+        hub.settle_until = time.monotonic() + max(hub.node_timeout / 6, 0.2) + 2.0
         await hub.resync()
     hub.epoch = epoch
 

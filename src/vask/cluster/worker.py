@@ -114,13 +114,11 @@ async def sync_presence(hub: ClusterHub, key: str, app_id: str, name: str) -> No
             if not await debounce.returned(hub, app_id, name, uid):
                 hub.observer.member_added(app, name, uid)
             hub.announce(env.MEMBER_ADDED, app_id, c=name, u=uid, i=new[uid])
-            if state is not None:
-                hub._member_frames(state, name, uid, new[uid], True)
         for uid in old.keys() - new.keys():
             await debounce.departed(hub, app, name, uid)
             hub.announce(env.MEMBER_REMOVED, app_id, c=name, u=uid)
-            if state is not None:
-                hub._member_frames(state, name, uid, None, False)
+    if state is not None:
+        hub.reconcile(state, name, new)
     if state is None:
         return
     payload = {"presence": {"count": len(new), "ids": list(new), "hash": new}}
