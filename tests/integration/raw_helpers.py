@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import select
 import socket
 import ssl
 import time
@@ -169,6 +170,25 @@ def connect_raw(server: Any, key: str | None = None, query: str = "protocol=7&cl
     return client
 
 
+def assert_refused(server: Any, code: int, key: str | None = None, query: str = "protocol=7") -> None:
+    """Open a connection the server must refuse with ``code``: a pusher:error frame, then that close code."""
+    close_code, frames = connect_raw(server, key, query, established=False).closed()
+    assert close_code == code, (close_code, frames)
+    errors = [f for f in frames if f.get("event") == "pusher:error"]
+    assert errors and data_of(errors[0])["code"] == code, frames
+    assert not any(f.get("event") == "pusher:connection_established" for f in frames), frames
+
+
+def refused_code(server: Any) -> int | None:
+    """None if a new connection is accepted, else its close code."""
+    client = connect_raw(server, established=False)
+    frame = client.recv()
+    if frame["event"] == "pusher:connection_established":
+        client.close()
+        return None
+    return client.closed()[0]
+
+
 # -- HTTP API ------------------------------------------------------------------------------------
 
 
@@ -194,3 +214,20 @@ def signed(server: Any, method: str, path: str, body: bytes | str | None = None,
 
 def trigger_body(channels: list[str], name: str = "ev", data: str = "{}", **extra: Any) -> str:
     return json.dumps({"name": name, "channels": channels, "data": data, **extra})
+
+
+def http_exchange(server: Any, request: bytes, body_chunks: int = 0, chunk: bytes = b"") -> bytes:
+    """Send a raw request (and body chunks), reading the response as soon as the server answers."""
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        try:
+            sock.sendall(request)
+            for _ in range(body_chunks):
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the server answered early
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the server stopped reading: its response is waiting
+        try:
+            return sock.recv(65536)
+        except OSError:
+            return b""

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import socket
 import threading
 import time
@@ -18,7 +17,18 @@ from typing import Any
 
 import pytest
 import requests
-from raw_helpers import SOCKET_ID_RE, RawClient, connect_raw, data_of, open_ws, signed, trigger_body
+from raw_helpers import (
+    SOCKET_ID_RE,
+    RawClient,
+    assert_refused,
+    connect_raw,
+    data_of,
+    http_exchange,
+    open_ws,
+    refused_code,
+    signed,
+    trigger_body,
+)
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 APP = {"id": "424242", "key": "test-key", "secret": "test-secret", "client_events": True}
@@ -28,20 +38,6 @@ FAST = {"VASK_APP_CACHE_TTL": "0.1"}
 @pytest.fixture
 def server(server_factory: Any) -> Any:
     return server_factory([APP], env=FAST)
-
-
-def refused(server: Any, key: str | None = None, query: str = "protocol=7") -> tuple[int | None, list[dict]]:
-    """Open a connection the server must refuse; return its close code and the frames sent before."""
-    client = connect_raw(server, key, query, established=False)
-    return client.closed()
-
-
-def assert_refused(server: Any, code: int, key: str | None = None, query: str = "protocol=7") -> None:
-    close_code, frames = refused(server, key, query)
-    assert close_code == code, (close_code, frames)
-    errors = [f for f in frames if f.get("event") == "pusher:error"]
-    assert errors and data_of(errors[0])["code"] == code, frames
-    assert not any(f.get("event") == "pusher:connection_established" for f in frames), frames
 
 
 # -- opening the connection ----------------------------------------------------------------------
@@ -85,15 +81,6 @@ def test_disabled_app_is_4003(server: Any) -> None:
     while refused_code(server) is not None:
         assert time.monotonic() < deadline, "the app stayed disabled"
         time.sleep(0.1)
-
-
-def refused_code(server: Any) -> int | None:
-    client = connect_raw(server, established=False)
-    frame = client.recv()
-    if frame["event"] == "pusher:connection_established":
-        client.close()
-        return None
-    return client.closed()[0]
 
 
 def test_app_connection_quota_is_4004(server_factory: Any) -> None:
@@ -356,23 +343,6 @@ def test_slow_consumer_is_closed_4100(server_factory: Any) -> None:
     reader.join(10)
     assert len(received) == published, "the healthy subscriber must get every event"
     assert healthy.ping()
-
-
-def http_exchange(server: Any, request: bytes, body_chunks: int = 0, chunk: bytes = b"") -> bytes:
-    """Send a raw request (and body chunks), reading the response as soon as the server answers."""
-    with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        try:
-            sock.sendall(request)
-            for _ in range(body_chunks):
-                if select.select([sock], [], [], 0)[0]:
-                    break  # the server answered early
-                sock.sendall(chunk)
-        except OSError:
-            pass  # the server stopped reading: its response is waiting
-        try:
-            return sock.recv(65536)
-        except OSError:
-            return b""
 
 
 def test_garbage_connections_do_not_hurt_the_server(server: Any) -> None:
