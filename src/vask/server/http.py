@@ -249,7 +249,7 @@ class HttpProtocol(asyncio.Protocol):
         """Pusher's refusal: a pusher:error frame, then the close code (before any Connection exists)."""
         assert self.transport is not None and self.ws is not None
         self.transport.write(frames.ws_frame(frames.encode_error(code, reason)))
-        self.ws.send_close(code, reason)
+        self.ws.send_close(code, close_reason(reason))
         self.send_ws_output()
         self._arm(CLOSE_TIMEOUT)
 
@@ -279,7 +279,7 @@ class HttpProtocol(asyncio.Protocol):
             self.write(self.conn.take_outbox())
         if self.ws is not None and self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(Exception):  # already closing: nothing more to say
-                self.ws.send_close(code, reason)
+                self.ws.send_close(code, close_reason(reason))
             self.send_ws_output()
             self._arm(CLOSE_TIMEOUT)
 
@@ -303,6 +303,14 @@ class HttpProtocol(asyncio.Protocol):
         self.timer = None
         if self.transport is not None:
             self.transport.abort() if self.ws is not None else self.transport.close()
+
+
+def close_reason(text: str) -> str:
+    """A close frame carries at most 123 bytes of reason; the full text went out in the pusher:error frame."""
+    data = text.encode()
+    if len(data) <= 123:
+        return text
+    return data[:120].decode(errors="ignore") + "..."
 
 
 class _TooLarge(Exception):

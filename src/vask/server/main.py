@@ -164,7 +164,8 @@ async def shutdown(state: ServerState, server: asyncio.Server) -> None:
     """Stop accepting, close every WebSocket with 4200 (reconnect now), wait for them, then return."""
     log.info("shutting down: closing %d connections", state.hub.connection_count)
     state.shutting_down = True
-    server.close()
+    # The port stays open while draining: /ready answers 503 (load balancers stop sending traffic) and new
+    # WebSocket connections are told to reconnect elsewhere (4200).
     conns = [conn for app_state in list(state.hub.apps.values()) for conn in list(app_state.connections)]
     # pusher-js reconnects at once on 4200: closing everyone in the same instant would make them all
     # come back at the same instant. Spread the closes over up to a second, in ten batches.
@@ -179,6 +180,9 @@ async def shutdown(state: ServerState, server: asyncio.Server) -> None:
         if proto.ws is None and not proto.queue and proto.transport is not None:
             proto.transport.close()  # idle keep-alive HTTP connections
     deadline = time.monotonic() + state.settings.shutdown_grace
+    while any(p.ws is not None for p in state.protocols) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # close handshakes in flight; the listener still answers /ready with 503
+    server.close()
     while state.protocols and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     for proto in list(state.protocols):
