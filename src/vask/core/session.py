@@ -105,20 +105,21 @@ def presence_member(conn: Connection, name: str, channel_data: str | None) -> tu
         # pusher-js 8 omits channel_data when the connection is signed in: the member is that user.
         if conn.user_id is None or conn.user_data is None:
             return f"channel_data required to subscribe to presence channel {name} (or sign in first)"
-        return conn.user_id, conn.user_data.get("user_info")
-    try:
-        parsed = orjson.loads(channel_data)
-    except orjson.JSONDecodeError:
-        return f"Invalid channel_data for {name}: not JSON"
-    if not isinstance(parsed, dict) or "user_id" not in parsed:
-        return f"Invalid channel_data for {name}: expected an object with user_id"
-    raw_id = parsed["user_id"]
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
-        return f"Invalid channel_data for {name}: user_id must be a non-empty string or number"
-    user_id = str(raw_id)
+        # The signed-in user is held to the same presence limits as channel_data (sign-in ids may be longer).
+        user_id, info = conn.user_id, conn.user_data.get("user_info")
+    else:
+        try:
+            parsed = orjson.loads(channel_data)
+        except orjson.JSONDecodeError:
+            return f"Invalid channel_data for {name}: not JSON"
+        if not isinstance(parsed, dict) or "user_id" not in parsed:
+            return f"Invalid channel_data for {name}: expected an object with user_id"
+        raw_id = parsed["user_id"]
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
+            return f"Invalid channel_data for {name}: user_id must be a non-empty string or number"
+        user_id, info = str(raw_id), parsed.get("user_info")
     if len(user_id) > settings.max_presence_user_id_length:
         return f"Presence user_id too long: at most {settings.max_presence_user_id_length} characters"
-    info = parsed.get("user_info")
     if info is not None and len(orjson.dumps(info)) > settings.max_presence_user_info_bytes:
         return f"Presence user_info too large: at most {settings.max_presence_user_info_bytes} bytes"
     return user_id, info
@@ -141,7 +142,8 @@ def client_event(hub: Hub, conn: Connection, message: frames.ClientMessage, now:
     if len(message.event) > settings.max_event_name_length:
         error(conn, None, f"Event name too long: at most {settings.max_event_name_length} characters")
         return
-    size = len(message.data) if isinstance(message.data, str) else len(orjson.dumps(message.data))
+    # Bytes, as the HTTP API counts them: a string of multi-byte characters is larger than its length.
+    size = len(message.data.encode()) if isinstance(message.data, str) else len(orjson.dumps(message.data))
     if size > settings.max_event_data_bytes:
         error(conn, None, f"Client event data too large: {size} bytes, the limit is "
                           f"{settings.max_event_data_bytes}")
