@@ -118,7 +118,7 @@ def test_member_limit() -> None:
     message = f"Presence channel {CH} is full: at most 100 members"
     assert last.frames() == [error_frame(4100, message),
                              {"event": "pusher:subscription_error", "channel": CH,
-                              "data": {"type": "AuthError", "error": message, "status": 401}}]
+                              "data": {"type": "AuthError", "error": message, "status": 403}}]
     assert CH not in last.conn.subscriptions
     assert len(members(world)) == 100
     # a second connection of a user who is already a member still gets in

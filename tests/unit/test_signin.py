@@ -104,7 +104,7 @@ def test_user_channel_only_for_the_signed_in_user() -> None:
     message = "Only the signed-in user may subscribe to #server-to-user-u1"
     assert stranger.frames() == [error_frame(4009, message),
                                  {"event": "pusher:subscription_error", "channel": "#server-to-user-u1",
-                                  "data": {"type": "AuthError", "error": message, "status": 401}}]
+                                  "data": {"type": "AuthError", "error": message, "status": 403}}]
     assert stranger.peer.closed is None
     other.signin({"id": "u2"})
     other.subscribe("#server-to-user-u1")

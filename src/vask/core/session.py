@@ -45,12 +45,15 @@ def handle(hub: Hub, conn: Connection, payload: bytes, now: float) -> None:
                           "pusher:unsubscribe, pusher:signin, pusher:ping, pusher:pong and client-* events")
 
 
-def error(conn: Connection, code: int | None, message: str, channel: str | None = None) -> None:
+def error(conn: Connection, code: int | None, message: str, channel: str | None = None,
+          status: int = 401) -> None:
+    """A pusher:error frame; for a refused subscription also a pusher:subscription_error on the channel
+    (not a Pusher frame, but pusher-js routes it to that channel's handlers, and Laravel Echo's .error())."""
     conn.send(frames.encode_error(code, message))
     if channel is not None:
-        # Not a Pusher frame, but pusher-js routes it to the channel's subscription_error handlers.
-        conn.send(frames.encode("pusher:subscription_error", {"type": "AuthError", "error": message,
-                                                               "status": 401}, channel))
+        kind = "AuthError" if status in (401, 403) else "SubscriptionError"
+        conn.send(frames.encode("pusher:subscription_error", {"type": kind, "error": message,
+                                                               "status": status}, channel))
 
 
 def subscribe(hub: Hub, conn: Connection, raw: Any) -> None:
@@ -62,7 +65,7 @@ def subscribe(hub: Hub, conn: Connection, raw: Any) -> None:
     settings = conn.app.settings
     problem = name_error(name, settings.max_channel_name_length)
     if problem:
-        error(conn, None, problem, name)
+        error(conn, None, problem, name, status=400)
         return
     if name in conn.subscriptions:
         error(conn, None, f"Existing subscription to channel {name}")
@@ -70,11 +73,11 @@ def subscribe(hub: Hub, conn: Connection, raw: Any) -> None:
     kind = channel_type(name)
     channel_data = data.get("channel_data")
     if channel_data is not None and not isinstance(channel_data, str):
-        error(conn, None, f"channel_data must be the JSON string that was signed, for {name}", name)
+        error(conn, None, f"channel_data must be the JSON string that was signed, for {name}", name, status=400)
         return
     if kind.kind is Kind.USER:
         if conn.user_id is None or user_channel_owner(name) != conn.user_id:
-            error(conn, c.UNAUTHORIZED, f"Only the signed-in user may subscribe to {name}", name)
+            error(conn, c.UNAUTHORIZED, f"Only the signed-in user may subscribe to {name}", name, status=403)
             return
     elif kind.needs_auth:
         if not data.get("auth"):
@@ -90,12 +93,12 @@ def subscribe(hub: Hub, conn: Connection, raw: Any) -> None:
     if kind.is_presence:
         member = presence_member(conn, name, channel_data)
         if isinstance(member, str):
-            error(conn, None, member, name)
+            error(conn, None, member, name, status=400)
             return
         user_id, user_info = member
     if not hub.subscribe(conn, name, user_id, user_info):
         error(conn, c.OVER_CAPACITY, f"Presence channel {name} is full: at most "
-                                     f"{settings.max_presence_members} members", name)
+                                     f"{settings.max_presence_members} members", name, status=403)
 
 
 def presence_member(conn: Connection, name: str, channel_data: str | None) -> tuple[str, Any] | str:
