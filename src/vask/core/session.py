@@ -15,6 +15,8 @@ from vask.protocol.channels import NAME_RE, Kind, channel_type, name_error, user
 
 def handle(hub: Hub, conn: Connection, payload: bytes, now: float) -> None:
     """Handle one text frame. Bad input gets a pusher:error frame; the connection stays open."""
+    if conn.closing:
+        return  # frames that arrive after we closed must not re-add a released connection anywhere
     conn.last_seen = now
     conn.ping_sent_at = None
     try:
