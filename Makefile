@@ -1,0 +1,33 @@
+# Benchmarks (BENCHMARKS.md). Soketi and Django Channels are benchmark peers only, installed under bench/,
+# never dependencies of Vask.
+PYTHON ?= .venv/bin/python
+CC ?= gcc
+
+.PHONY: bench bench-quick bench-build bench-soketi bench-django bench-clean
+
+bench: bench-build bench-soketi bench-django
+	$(PYTHON) bench/run.py
+
+bench-quick: bench-build bench-soketi
+	$(PYTHON) bench/run.py --quick
+
+bench-build: bench/loadgen
+
+bench/loadgen: bench/loadgen.c
+	$(CC) -O2 -Wall -Wextra -o $@ $< -lcrypto
+
+bench-soketi: bench/soketi/node_modules/@soketi/soketi/bin/server.js
+
+bench/soketi/node_modules/@soketi/soketi/bin/server.js: bench/soketi/package.json
+	cd bench/soketi && npm install --no-audit --no-fund
+	touch $@
+
+bench-django: bench/.venv-django/bin/uvicorn
+
+bench/.venv-django/bin/uvicorn: bench/django_anchor/requirements.txt
+	python3 -m venv bench/.venv-django
+	bench/.venv-django/bin/pip install -q -r bench/django_anchor/requirements.txt
+	touch $@
+
+bench-clean:
+	rm -rf bench/loadgen bench/soketi/node_modules bench/.venv-django

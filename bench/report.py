@@ -1,0 +1,151 @@
+"""Markdown tables from the driver's results: medians over repetitions, with min–max spread."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def _runs(results: list[Row], kind: str, label: str, server: str) -> list[Row]:
+    return [r for r in results if r.get("kind") == kind and r.get("label") == label and r.get("server") == server
+            and "error" not in r]
+
+
+def _values(runs: list[Row], get: Callable[[Row], float | None]) -> list[float]:
+    return [v for v in (get(r) for r in runs) if v is not None]
+
+
+def _med(values: list[float], fmt: str = "{:,.0f}", spread: bool = True) -> str:
+    if not values:
+        return "—"
+    text = fmt.format(statistics.median(values))
+    if spread and len(values) > 1:
+        text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"
+    return text
+
+
+def _ratios(a: list[Row], b: list[Row], get: Callable[[Row], float | None]) -> list[float]:
+    """Per-repetition ratios a/b (runs of one repetition were interleaved, so they saw the same machine)."""
+    out = []
+    for ra in a:
+        rb = next((r for r in b if r["rep"] == ra["rep"]), None)
+        va, vb = get(ra), get(rb) if rb else None
+        if va and vb:
+            out.append(va / vb)
+    return out
+
+
+def _labels(results: list[Row], kind: str) -> list[str]:
+    seen: list[str] = []
+    for r in results:
+        if r.get("kind") == kind and r["label"] not in seen:
+            seen.append(r["label"])
+    return seen
+
+
+def _ms(path: str, q: str) -> Callable[[Row], float | None]:
+    return lambda r: r.get(path, {}).get(q)
+
+
+def render(machine: dict[str, str], results: list[Row]) -> str:
+    reps = max((r["rep"] for r in results), default=0) + 1
+    out = [f"Run {machine['date']} on {machine['cpu']} ({machine['cores']} cores), kernel {machine['kernel']}; "
+           f"Python {machine['python']}, Vask {machine['vask']} ({machine['vask_commit']}), uvloop "
+           f"{machine['uvloop']}; Node {machine['node']}, Soketi {machine['soketi']} (uWebSockets.js from "
+           f"uwebsockets@{machine['uwebsockets']}); {machine['django_channels']}. Medians of {reps} interleaved "
+           "repetitions, (min–max) across them.", ""]
+    errors = [r for r in results if "error" in r]
+    dpc: Callable[[Row], float | None] = lambda r: r.get("deliveries_per_cpu_s")  # noqa: E731
+
+    if any(r.get("kind") == "fanout" for r in results):
+        out += ["### Fan-out throughput (closed loop, 2 publishes in flight, ~100-byte data)", "",
+                "| scenario | Vask deliveries/CPU-s | Soketi deliveries/CPU-s | Vask ÷ Soketi | Vask deliveries/s "
+                "(server CPU) | Soketi deliveries/s (server CPU) | lost / dup (V, S) |",
+                "|---|---:|---:|---:|---:|---:|---|"]
+        for label in _labels(results, "fanout"):
+            v, s = _runs(results, "fanout", label, "vask"), _runs(results, "fanout", label, "soketi")
+            loss = (f"{sum(r['lost'] for r in v)}/{sum(r['dups'] for r in v)}, "
+                    f"{sum(r['lost'] for r in s)}/{sum(r['dups'] for r in s)}")
+            out.append(
+                f"| {label} | {_med(_values(v, dpc))} | {_med(_values(s, dpc))} | "
+                f"**{_med(_ratios(v, s, dpc), '{:.2f}')}** | "
+                f"{_med(_values(v, lambda r: r['deliveries_per_s']), spread=False)} "
+                f"({_med(_values(v, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)}) | "
+                f"{_med(_values(s, lambda r: r['deliveries_per_s']), spread=False)} "
+                f"({_med(_values(s, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)}) | {loss} |")
+        out.append("")
+
+    if any(r.get("kind") == "latency" for r in results):
+        out += ["### Latency at fixed publish rates (1,000 subscribers, one channel), ms", "",
+                "| rate | server | end-to-end p50 | end-to-end p99 | last subscriber p99 | HTTP publish p50 | "
+                "HTTP publish p99 | server CPU |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for label in _labels(results, "latency"):
+            for name in ("vask", "soketi"):
+                runs = _runs(results, "latency", label, name)
+                if not runs:
+                    continue
+                out.append(
+                    f"| {label.split(', ')[-1]} | {name} | {_med(_values(runs, _ms('e2e_ms', 'p50')), '{:.1f}')} | "
+                    f"{_med(_values(runs, _ms('e2e_ms', 'p99')), '{:.1f}')} | "
+                    f"{_med(_values(runs, _ms('last_ms', 'p99')), '{:.1f}')} | "
+                    f"{_med(_values(runs, _ms('http_ms', 'p50')), '{:.2f}')} | "
+                    f"{_med(_values(runs, _ms('http_ms', 'p99')), '{:.2f}')} | "
+                    f"{_med(_values(runs, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)} |")
+        out.append("")
+
+    if any(r.get("kind") == "memory" for r in results):
+        out += ["### Memory per idle subscribed connection (server RSS growth ÷ connections)", "",
+                "| connections | Vask KB/conn | Soketi KB/conn | Vask RSS base → held (MB) | "
+                "Soketi RSS base → held (MB) |", "|---:|---:|---:|---:|---:|"]
+        for label in _labels(results, "memory"):
+            v, s = _runs(results, "memory", label, "vask"), _runs(results, "memory", label, "soketi")
+
+            def mb(runs: list[Row]) -> str:
+                if not runs:
+                    return "—"
+                return (f"{statistics.median(r['rss_base_kb'] for r in runs) / 1024:.1f} → "
+                        f"{statistics.median(r['rss_held_kb'] for r in runs) / 1024:.1f}")
+
+            out.append(f"| {label.split()[0]} | **{_med(_values(v, lambda r: r['kb_per_conn']), '{:.2f}')}** | "
+                       f"{_med(_values(s, lambda r: r['kb_per_conn']), '{:.2f}')} | {mb(v)} | {mb(s)} |")
+        out.append("")
+
+    if any(r.get("kind") == "churn" for r in results):
+        out += ["### Churn (connect, subscribe, close; 50 in parallel)", "",
+                "| server | cycles | cycles/s | server CPU µs/cycle | RSS before → after (MB) | growth (MB) | "
+                "peak (MB) | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for label in _labels(results, "churn"):
+            for name in ("vask", "soketi"):
+                runs = _runs(results, "churn", label, name)
+                if not runs:
+                    continue
+                out.append(
+                    f"| {name} | {runs[0]['cycles']:,} | {_med(_values(runs, lambda r: r['cycles_per_s']))} | "
+                    f"{_med(_values(runs, lambda r: 1e6 * r['server_cpu_s'] / max(r['cycles'], 1)))} | "
+                    f"{statistics.median(r['rss_base_kb'] for r in runs) / 1024:.1f} → "
+                    f"{statistics.median(r['rss_after_kb'] for r in runs) / 1024:.1f} | "
+                    f"{_med(_values(runs, lambda r: r['rss_growth_kb'] / 1024), '{:.1f}')} | "
+                    f"{_med(_values(runs, lambda r: r['rss_peak_kb'] / 1024), '{:.1f}', spread=False)} | "
+                    f"{sum(r['errors'] for r in runs)} |")
+        out.append("")
+
+    if any(r.get("kind") == "django" for r in results):
+        label = _labels(results, "django")[0]
+        v, d = _runs(results, "django", label, "vask"), _runs(results, "django", label, "django")
+        out += ["### The Python anchor: Django Channels + channels_redis (pub/sub layer, uvicorn, Redis on the "
+                "server core)", "",
+                "| scenario | Vask deliveries/CPU-s | Django Channels deliveries/CPU-s | Vask ÷ Django | "
+                "Django deliveries/s | Django e2e p50 / p99 ms |", "|---|---:|---:|---:|---:|---:|",
+                f"| {label} | {_med(_values(v, dpc))} | {_med(_values(d, dpc))} | "
+                f"**{_med(_ratios(v, d, dpc), '{:.0f}')}** | "
+                f"{_med(_values(d, lambda r: r['deliveries_per_s']), spread=False)} | "
+                f"{_med(_values(d, _ms('e2e_ms', 'p50')), '{:.0f}', spread=False)} / "
+                f"{_med(_values(d, _ms('e2e_ms', 'p99')), '{:.0f}', spread=False)} |", ""]
+
+    if errors:
+        out += ["Failed runs:", ""] + [f"- {r['server']} {r['kind']} {r['label']} rep {r['rep']}: {r['error']}"
+                                       for r in errors] + [""]
+    return "\n".join(out)
