@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,7 @@ from vask.cluster import sync
 from vask.cluster.store import SharedStore, StoreUnavailable, decode, total, update
 from vask.cluster.store import set_node_count as set_count
 from vask.core.connection import Connection
-from vask.core.hub import AppState, Channel, Hub, send_watchlist_status
+from vask.core.hub import AppState, Cached, Channel, Hub, send_watchlist_status
 from vask.protocol import constants as c
 from vask.protocol import frames
 from vask.protocol.channels import channel_type
@@ -149,8 +150,11 @@ class ClusterHub(Hub):
                 exclude_socket_id: str | None = None) -> None:
         super().publish(app, channel, event, data, exclude_socket_id)
         if channel_type(channel).cache:
-            self._store_cache(app.id, channel, event, data)
-        self.announce(env.PUBLISH, app.id, c=channel, e=event, d=data, x=exclude_socket_id)
+            event_id = secrets.token_hex(8)
+            self._store_cache(app.id, channel, event, data, event_id)
+            self.announce(env.PUBLISH, app.id, c=channel, e=event, d=data, x=exclude_socket_id, i=event_id)
+        else:
+            self.announce(env.PUBLISH, app.id, c=channel, e=event, d=data, x=exclude_socket_id)
 
     def client_event(self, conn: Connection, channel: Channel, event: str, data: Any,
                      user_id: str | None) -> None:
@@ -176,7 +180,10 @@ class ClusterHub(Hub):
     def _apply(self, state: AppState, m: dict[str, Any]) -> None:
         kind = m["k"]
         if kind == env.PUBLISH:
-            delivered = self.deliver(state.app, m["c"], m["e"], m["d"], m.get("x"))
+            if m.get("i"):
+                delivered = self._deliver_cached(state, m["c"], m["e"], m["d"], m.get("x"), str(m["i"]))
+            else:
+                delivered = self.deliver(state.app, m["c"], m["e"], m["d"], m.get("x"))
             self.observer.delivered(state.app, m["c"], delivered)
         elif kind == env.CLIENT:
             channel = state.channels.get(m["c"])
@@ -247,6 +254,25 @@ class ClusterHub(Hub):
             return
         asyncio.get_running_loop().create_task(self._replay_shared_cache(state, conn, name))
 
+    def _deliver_cached(self, state: AppState, name: str, event: str, data: str, exclude: str | None,
+                        event_id: str) -> int:
+        """A cache channel's event from another node. A subscriber that just got this very event from the
+        shared cache (it subscribed while the event was on its way) does not get it a second time."""
+        state.cache[name] = Cached(event, data, self.clock() + c.CACHE_TTL)
+        channel = state.channels.get(name)
+        if channel is None:
+            return 0
+        frame = frames.ws_frame(frames.encode(event, data, name))
+        delivered = 0
+        for conn in channel.subscribers:
+            sub = conn.subscriptions.get(name)
+            if conn.socket_id == exclude or sub is None or sub.cache_id == event_id:
+                continue
+            sub.cache_id = event_id
+            conn.push(frame)
+            delivered += 1
+        return delivered
+
     async def _replay_shared_cache(self, state: AppState, conn: Connection, name: str) -> None:
         # This node may have started after the event was published: the cache lives in the store too.
         raw = None
@@ -255,17 +281,22 @@ class ClusterHub(Hub):
         if conn.closing:
             return
         cached = decode(raw)  # the store gives bytes, which frames.data_object does not read
+        sub = conn.subscriptions.get(name)
+        if sub is None:
+            return  # unsubscribed meanwhile
         if cached is None or float(cached.get("exp", 0)) <= time.time():
-            conn.send(frames.encode_internal("pusher:cache_miss", {}, name))
-            self.observer.cache_miss(state.app, name)
-        else:
+            if sub.cache_id is None:  # unless an event arrived meanwhile: then there is no miss to report
+                conn.send(frames.encode_internal("pusher:cache_miss", {}, name))
+                self.observer.cache_miss(state.app, name)
+        elif sub.cache_id != cached.get("id"):
+            sub.cache_id = str(cached.get("id"))
             conn.send(frames.encode(str(cached.get("event")), str(cached.get("data")), name))
 
-    def _store_cache(self, app_id: str, channel: str, event: str, data: str) -> None:
+    def _store_cache(self, app_id: str, channel: str, event: str, data: str, event_id: str) -> None:
         async def put() -> None:
             with contextlib.suppress(StoreUnavailable):
                 await self.store.put_expiring("cache", sync.channel_key(app_id, channel), orjson.dumps(
-                    {"event": event, "data": data, "exp": time.time() + c.CACHE_TTL}))
+                    {"event": event, "data": data, "exp": time.time() + c.CACHE_TTL, "id": event_id}))
         asyncio.get_running_loop().create_task(put())
 
     def _user_online(self, state: AppState, user_id: str) -> None:

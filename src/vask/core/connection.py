@@ -38,6 +38,7 @@ class Subscription:
     channel: str
     user_id: str | None = None  # presence member id on presence channels
     ready: bool = True  # subscription_succeeded sent (a cluster presence join waits for the member list)
+    cache_id: str | None = None  # cluster cache channels: the last event this subscriber got (no replays twice)
 
 
 class Connection:
