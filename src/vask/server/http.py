@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
@@ -43,6 +42,10 @@ class HttpRequest:
 
 
 class HttpProtocol(asyncio.Protocol):
+    # Slots and dropping the HTTP parser after the upgrade keep an idle WebSocket small (BENCHMARKS.md).
+    __slots__ = ("body", "body_size", "busy", "conn", "early", "fragments", "header_bytes", "headers", "loop",
+                 "metered", "opening", "parser", "queue", "state", "timer", "transport", "url", "ws")
+
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.loop = asyncio.get_running_loop()
@@ -53,7 +56,7 @@ class HttpProtocol(asyncio.Protocol):
         self.header_bytes = 0
         self.body: list[bytes] = []
         self.body_size = 0
-        self.queue: deque[HttpRequest] = deque()
+        self.queue: list[HttpRequest] = []  # pipelined requests; a list, as an empty deque costs 600 bytes
         self.busy = False
         self.timer: asyncio.TimerHandle | None = None
         self.ws: ServerProtocol | None = None
@@ -162,7 +165,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.pause_reading()
                 self.loop.create_task(self._finish_async(request))
                 return
-            self.queue.popleft()
+            del self.queue[0]
             self._write_response(response, request.keep_alive)
         if not self.queue:
             self._arm(IDLE_TIMEOUT)
@@ -176,7 +179,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False
         if self.transport is None or self.transport.is_closing():
             return
-        self.queue.popleft()
+        del self.queue[0]
         self._write_response(response, request.keep_alive)
         self.transport.resume_reading()
         self._drain()
@@ -211,6 +214,11 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
             return
         self.ws = ws
+        # From here on only WebSocket frames arrive: the HTTP parser and the request are garbage.
+        self.parser = None
+        self.headers = []
+        self.body = []
+        self.url = b""
         if not request.path.startswith("/app/") or "/" in request.path[5:] or len(request.path) == 5:
             self._refuse(4005, f"Path not found: connect to /app/{{key}}, not {request.path}")
             return
@@ -265,8 +273,9 @@ class HttpProtocol(asyncio.Protocol):
     # -- Peer (used by the hub) --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def buffered(self) -> int:
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
