@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -9,12 +10,15 @@ from redis.exceptions import RedisError
 
 from vask.cluster.store import StoreUnavailable
 
-# KEYS[1] key; ARGV[1] expected revision; ARGV[2] new value ("" deletes). Returns 1 when written.
+# KEYS[1] key; ARGV[1] expected revision; ARGV[2] new value ("" deletes); ARGV[3] a random revision to start a
+# new key at, so that a key deleted and created again does not reuse the revision a slow writer still holds
+# (which would let that writer's stale compare-and-set succeed). Returns 1 when written.
 _CAS = """
 local rev = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
 if rev ~= tonumber(ARGV[1]) then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1]) return 1 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'r', rev + 1)
+if rev == 0 then rev = tonumber(ARGV[3]) end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'r', string.format('%d', rev + 1))
 return 1
 """
 
@@ -59,7 +63,7 @@ class RedisStore:
 
     async def put_if(self, key: str, value: bytes | None, revision: int) -> bool:
         try:
-            return bool(await self._cas(keys=[self._k(key)], args=[revision, value or b""]))
+            return bool(await self._cas(keys=[self._k(key)], args=[revision, value or b"", secrets.randbits(40)]))
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
 

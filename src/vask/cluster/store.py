@@ -8,7 +8,9 @@ so exactly one node sees each transition. Redis and NATS JetStream KV both imple
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,7 +32,9 @@ class SharedStore(Protocol):
     async def get_many(self, keys: list[str]) -> list[bytes | None]: ...
 
     async def put_if(self, key: str, value: bytes | None, revision: int) -> bool:
-        """Write (or delete, for None) only if the revision is still ``revision`` (0: only if absent)."""
+        """Write (or delete, for None) only if the revision is still ``revision`` (0: only if absent).
+
+        A key deleted and written again gets a revision it never had before, so a stale ``revision`` fails."""
 
     async def keys(self, prefix: str) -> list[str]:
         """Keys starting with ``prefix`` (incrementally scanned; never a blocking KEYS)."""
@@ -68,7 +72,7 @@ async def update(store: SharedStore, key: str,
                  change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
                  attempts: int = 100) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Apply ``change`` atomically (retrying on conflict); return the document before and after."""
-    for _ in range(attempts):
+    for attempt in range(attempts):
         raw, revision = await store.get(key)
         before = decode(raw)
         after = change(decode(raw))
@@ -76,6 +80,9 @@ async def update(store: SharedStore, key: str,
             return before, after
         if await store.put_if(key, None if after is None else orjson.dumps(after), revision):
             return before, after
+        # Lost the race: wait a random moment (growing, at most 20 ms) so that retrying writers spread out
+        # instead of colliding in lockstep, where one of them could lose every round and run out of attempts.
+        await asyncio.sleep(random.random() * min(0.001 * (attempt + 1), 0.02))
     raise StoreUnavailable(f"too much contention on {key}")
 
 
