@@ -1,0 +1,382 @@
+"""One contract for every SharedStore (vask.cluster.store): RedisStore on the machine's Redis and NatsStore on
+its NATS JetStream, each test with a prefix of its own that is removed afterwards. A service that cannot be
+reached skips its half with the reason; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from private_nats import NATS_SERVER, NATS_URL, REDIS_URL, PrivateNats, free_port, reachable
+
+from vask.cluster.store import SharedStore, StoreUnavailable, decode, update
+
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+
+TTLS = {"nodes": 1.0, "locks": 1.0, "cache": 60.0}  # NATS KV expires to the millisecond; 1 s keeps tests short
+Factory = Callable[..., Awaitable[SharedStore]]
+
+
+def open_store(kind: str, url: str, prefix: str, ttls: dict[str, float]) -> SharedStore:
+    if kind == "redis":
+        from vask.cluster.redis_store import RedisStore
+
+        return RedisStore(url, prefix, ttls)
+    from vask.cluster.nats_store import NatsStore
+
+    return NatsStore(url, prefix, ttls)
+
+
+async def remove_prefix(kind: str, prefix: str) -> None:
+    if kind == "redis":
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(REDIS_URL)
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        return
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    for name in ("state", *TTLS):
+        with contextlib.suppress(Exception):  # a bucket the test never made
+            await js.delete_key_value(f"{prefix}_{name}")
+    await nc.close()
+
+
+async def stores_of(kind: str) -> AsyncIterator[Factory]:
+    """Opens started stores of one kind sharing a fresh prefix (several stores = several nodes); cleans up."""
+    host, port = ("127.0.0.1", 6379) if kind == "redis" else ("127.0.0.1", 4222)
+    if not reachable(host, port):
+        pytest.skip(f"{kind} is not reachable on {host}:{port}")
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    opened: list[SharedStore] = []
+
+    async def factory(ttls: dict[str, float] | None = None) -> SharedStore:
+        store = open_store(kind, REDIS_URL if kind == "redis" else NATS_URL, prefix, ttls or TTLS)
+        await store.start()
+        opened.append(store)
+        return store
+
+    factory.kind = kind  # type: ignore[attr-defined]
+    yield factory
+    for store in opened:
+        await store.close()
+    await remove_prefix(kind, prefix)
+
+
+@pytest_asyncio.fixture(params=["redis", "nats"])
+async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+    async for factory in stores_of(request.param):
+        yield factory
+
+
+@pytest_asyncio.fixture
+async def make_nats() -> AsyncIterator[Factory]:
+    async for factory in stores_of("nats"):
+        yield factory
+
+
+@pytest_asyncio.fixture
+async def store(make: Factory) -> SharedStore:
+    return await make()
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float) -> float:
+    """Seconds until ``check`` held; fails the test past ``timeout``."""
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < timeout, "condition not reached in time"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+# -- compare-and-set documents ---------------------------------------------------------------
+
+
+async def test_absent_key_reads_as_none_revision_zero(store: SharedStore) -> None:
+    assert await store.get("ch.777.nothing") == (None, 0)
+    assert await store.get_many(["ch.777.nothing", "epoch"]) == [None, None]
+
+
+async def test_create_only_when_absent(store: SharedStore) -> None:
+    assert await store.put_if("doc", b"one", 0)
+    value, revision = await store.get("doc")
+    assert (value, revision > 0) == (b"one", True)
+    assert not await store.put_if("doc", b"two", 0)
+    assert await store.get("doc") == (b"one", revision)
+
+
+async def test_update_needs_the_current_revision(store: SharedStore) -> None:
+    await store.put_if("doc", b"one", 0)
+    _, first = await store.get("doc")
+    assert await store.put_if("doc", b"two", first)
+    value, second = await store.get("doc")
+    assert value == b"two" and second != first
+    assert not await store.put_if("doc", b"stale", first)
+    assert not await store.put_if("doc", b"made up", second + 1000)
+    assert await store.get("doc") == (b"two", second)
+
+
+async def test_delete_needs_the_current_revision(store: SharedStore) -> None:
+    await store.put_if("doc", b"one", 0)
+    _, first = await store.get("doc")
+    await store.put_if("doc", b"two", first)
+    _, second = await store.get("doc")
+    assert not await store.put_if("doc", None, first)
+    assert await store.get("doc") == (b"two", second)
+    assert await store.put_if("doc", None, second)
+    assert await store.get("doc") == (None, 0)
+    assert await store.get_many(["doc"]) == [None]
+    assert await store.keys("do") == []
+
+
+async def test_delete_if_absent(store: SharedStore) -> None:
+    assert await store.put_if("doc", None, 0)  # nothing there: "delete if absent" holds and changes nothing
+    await store.put_if("doc", b"one", 0)
+    assert not await store.put_if("doc", None, 0)
+    assert (await store.get("doc"))[0] == b"one"
+
+
+async def test_recreated_key_never_reuses_a_revision(store: SharedStore) -> None:
+    """A writer holding the revision of a document that was deleted and created again must lose (no ABA)."""
+    await store.put_if("doc", b"old", 0)
+    _, stale = await store.get("doc")
+    assert await store.put_if("doc", None, stale)
+    assert await store.put_if("doc", b"new", 0)
+    _, fresh = await store.get("doc")
+    assert fresh != stale
+    assert not await store.put_if("doc", b"from the stale reader", stale)
+    assert not await store.put_if("doc", None, stale)
+    assert (await store.get("doc"))[0] == b"new"
+
+
+async def test_an_empty_expiring_value_is_a_value(store: SharedStore) -> None:
+    # (Documents are never empty: they are JSON objects; RedisStore would even read b"" as a delete.)
+    await store.put_expiring("nodes", "n", b"")  # a node without a region label
+    assert await store.get_expiring("nodes", "n") == b""
+
+
+async def test_get_many_keeps_the_order_and_the_gaps(store: SharedStore) -> None:
+    for key in ("a.1", "a.2", "a.3"):
+        await store.put_if(key, key.encode(), 0)
+    assert await store.get_many(["a.3", "missing", "a.1", "a.2"]) == [b"a.3", None, b"a.1", b"a.2"]
+    assert await store.get_many([]) == []
+
+
+async def test_keys_by_prefix(store: SharedStore) -> None:
+    wanted = ["ch.777.Y2hhbm5lbA", "ch.777.cHJpdmF0ZS14", "ch.7770.b3RoZXI", "nk.bm9kZS0x", "epoch", "ac.x"]
+    for key in wanted:
+        await store.put_if(key, b"{}", 0)
+    assert sorted(await store.keys("ch.777.")) == ["ch.777.Y2hhbm5lbA", "ch.777.cHJpdmF0ZS14"]
+    assert sorted(await store.keys("ch.777")) == sorted(["ch.777.Y2hhbm5lbA", "ch.777.cHJpdmF0ZS14", "ch.7770.b3RoZXI"])
+    assert await store.keys("nk.") == ["nk.bm9kZS0x"]
+    assert await store.keys("ep") == ["epoch"]
+    assert sorted(await store.keys("")) == sorted(wanted)
+    assert await store.keys("zz.") == []
+
+
+async def test_keys_with_awkward_characters(store: SharedStore) -> None:
+    """App and node ids may hold dots, dashes and underscores; nothing may break a key, wildcards included."""
+    awkward = ["ch.my.app-1_x.abc", "nk.host.example.com-12-ab", "odd..empty.", "odd.é >*=.x"]
+    for key in awkward:
+        assert await store.put_if(key, key.encode(), 0)
+    assert await store.get_many(awkward) == [key.encode() for key in awkward]
+    assert sorted(await store.keys("odd.")) == sorted(awkward[2:])
+    assert await store.keys("ch.my.") == ["ch.my.app-1_x.abc"]
+    _, revision = await store.get("odd.é >*=.x")
+    assert await store.put_if("odd.é >*=.x", None, revision)
+    assert await store.keys("odd.") == ["odd..empty."]
+
+
+async def test_update_helper_under_concurrent_writers(make: Factory) -> None:
+    """Ten writers on three connections (three "nodes") each add 1 twenty times: no increment is lost."""
+    stores = [await make() for _ in range(3)]
+
+    def increment(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+        return {"n": (doc or {}).get("n", 0) + 1}
+
+    async def writer(store: SharedStore) -> None:
+        for _ in range(20):
+            await update(store, "counter", increment)
+
+    await asyncio.gather(*(writer(stores[i % 3]) for i in range(10)))
+    raw, _ = await stores[0].get("counter")
+    assert decode(raw) == {"n": 200}
+
+
+async def test_update_helper_reports_before_and_after_and_deletes(store: SharedStore) -> None:
+    assert await update(store, "doc", lambda doc: {"x": 1}) == (None, {"x": 1})
+    assert await update(store, "doc", lambda doc: None) == ({"x": 1}, None)
+    assert await store.get("doc") == (None, 0)
+    assert await update(store, "doc", lambda doc: {"x": 2}) == (None, {"x": 2})
+
+
+# -- expiring buckets ------------------------------------------------------------------------
+
+
+async def test_expiring_entries_expire_by_bucket_ttl(store: SharedStore) -> None:
+    await store.put_expiring("nodes", "node-a", b"eu")
+    await store.put_expiring("cache", "ch.777.eA", b"cached")
+    assert await store.get_expiring("nodes", "node-a") == b"eu"
+    assert await store.keys_expiring("nodes") == ["node-a"]
+
+    async def gone() -> bool:
+        return await store.get_expiring("nodes", "node-a") is None
+
+    waited = await wait_until(gone, 3.0)
+    assert 0.5 < waited < 2.5, f"a 1 s entry lasted {waited:.2f} s"
+    assert await store.keys_expiring("nodes") == []
+    assert await store.get_expiring("cache", "ch.777.eA") == b"cached"  # another bucket, another TTL
+
+
+async def test_writing_again_renews_an_expiring_entry(store: SharedStore) -> None:
+    await store.put_expiring("nodes", "node-a", b"1")
+    for _ in range(4):
+        await asyncio.sleep(0.4)
+        await store.put_expiring("nodes", "node-a", b"2")
+    assert await store.get_expiring("nodes", "node-a") == b"2"  # 1.6 s after the first write
+
+
+async def test_expiring_keys_and_delete(store: SharedStore) -> None:
+    for node in ("node-a", "node.b", "node_c"):
+        await store.put_expiring("nodes", node, b"")
+    assert sorted(await store.keys_expiring("nodes")) == ["node-a", "node.b", "node_c"]
+    assert await store.keys_expiring("locks") == []
+    await store.delete_expiring("nodes", "node.b")
+    await store.delete_expiring("nodes", "never-there")
+    assert sorted(await store.keys_expiring("nodes")) == ["node-a", "node_c"]
+    assert await store.get_expiring("nodes", "node.b") is None
+    assert await store.get_expiring("nodes", "") is None
+
+
+async def test_create_expiring_is_exclusive(make: Factory) -> None:
+    one, two = await make(), await make()
+    results = await asyncio.gather(*(s.create_expiring("locks", "dead-node", b"1" if s is one else b"2")
+                                     for s in (one, two, one, two)))
+    assert sorted(results) == [False, False, False, True]
+    holder = await one.get_expiring("locks", "dead-node")
+    assert holder in (b"1", b"2")
+    await one.delete_expiring("locks", "dead-node")
+    assert await two.create_expiring("locks", "dead-node", b"2")  # free again once deleted
+    assert not await one.create_expiring("locks", "dead-node", b"1")
+
+    async def expired() -> bool:
+        return await one.create_expiring("locks", "dead-node", b"1")
+
+    await wait_until(expired, 3.0)  # and once it expired
+    assert await two.get_expiring("locks", "dead-node") == b"1"
+
+
+# -- unreachable ---------------------------------------------------------------------------
+
+
+async def test_unreachable_store_fails_fast(make: Factory) -> None:
+    """Pointed at a closed port: start() returns and every call raises StoreUnavailable within seconds."""
+    kind = make.kind  # type: ignore[attr-defined]
+    url = f"redis://127.0.0.1:{free_port()}/0" if kind == "redis" else f"nats://127.0.0.1:{free_port()}"
+    store = open_store(kind, url, "unreachable", TTLS)
+    start = time.monotonic()
+    await store.start()
+    try:
+        calls: list[Awaitable[Any]] = [store.get("doc"), store.put_if("doc", b"x", 0), store.keys("ch."),
+                                       store.get_many(["a"]), store.put_expiring("nodes", "n", b""),
+                                       store.create_expiring("locks", "n", b""), store.keys_expiring("nodes")]
+        for call in calls:
+            with pytest.raises(StoreUnavailable):
+                await call
+        assert time.monotonic() - start < 8
+    finally:
+        await store.close()
+
+
+# -- NATS only: buckets ----------------------------------------------------------------------
+
+
+async def test_nats_bucket_with_another_ttl_is_updated(make_nats: Factory) -> None:
+    first = await make_nats({"nodes": 30.0, "locks": 30.0, "cache": 60.0})
+    await first.put_if("doc", b"kept", 0)
+    second = await make_nats(TTLS)  # same prefix, shorter node timeout
+    assert (await second.get("doc"))[0] == b"kept"
+    await second.put_expiring("nodes", "n", b"")
+
+    async def gone() -> bool:
+        return await second.get_expiring("nodes", "n") is None
+
+    await wait_until(gone, 3.0)
+
+
+async def test_nats_buckets_come_back_after_the_server_lost_them(make_nats: Factory) -> None:
+    import nats
+
+    store = await make_nats()
+    prefix = store.prefix  # type: ignore[attr-defined]
+    await store.put_if("doc", b"one", 0)
+    nc = await nats.connect(NATS_URL)
+    for name in ("state", *TTLS):
+        await nc.jetstream().delete_key_value(f"{prefix}_{name}")
+    await nc.close()
+    with pytest.raises(StoreUnavailable):
+        await store.put_if("doc", b"two", 0)
+
+    async def writable() -> bool:
+        try:
+            return await store.put_if("doc", b"two", 0)
+        except StoreUnavailable:
+            return False
+
+    await wait_until(writable, 5.0)
+    await store.put_expiring("nodes", "n", b"")
+    assert await store.keys_expiring("nodes") == ["n"]
+
+
+@pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="nats-server is not installed")
+@pytest.mark.parametrize("keep_data", [True, False], ids=["same-storage", "storage-lost"])
+async def test_nats_server_restart(tmp_path: Path, keep_data: bool) -> None:
+    """Calls fail fast while the server is down and work again once it is back: with its storage the
+    documents are still there; without it the buckets are created again (empty: the hub's epoch check then
+    makes every node re-publish its state)."""
+    from vask.cluster.nats_store import NatsStore
+
+    server = PrivateNats(tmp_path / "js")
+    server.start()
+    store = NatsStore(server.url, "restart", TTLS)
+    try:
+        await store.start()
+        assert await store.put_if("doc", b"one", 0)
+        server.stop()
+        await asyncio.sleep(0.2)
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.get("doc")
+        assert time.monotonic() - start < 2.5
+        if not keep_data:
+            server.workdir = tmp_path / "empty"
+        server.start()
+        expected = b"one" if keep_data else None
+
+        async def back() -> bool:
+            try:
+                return (await store.get("doc"))[0] == expected and await store.keys_expiring("nodes") == []
+            except StoreUnavailable:
+                return False
+
+        await wait_until(back, 10.0)
+        _, revision = await store.get("doc")
+        assert await store.put_if("doc", b"two", revision)
+        await store.put_expiring("nodes", "n", b"")
+        assert await store.get_expiring("nodes", "n") == b""
+    finally:
+        await store.close()
+        server.stop()
