@@ -112,7 +112,7 @@ def make_hub(settings: Settings, lookup: Callable[[str], Awaitable[App | None]])
     broker = open_broker(settings.broker, settings.broker_prefix)
     ttls = {"nodes": settings.node_timeout, "locks": max(settings.node_timeout, 10.0), "cache": 30 * 60.0}
     store: SharedStore
-    if settings.broker.startswith("nats"):
+    if settings.broker.startswith(("nats://", "tls://")):
         from vask.cluster.nats_store import NatsStore
 
         store = NatsStore(settings.broker, settings.broker_prefix, ttls)

@@ -27,8 +27,8 @@ GRACE = 2.0  # seconds a marker outlives its delay before it is treated as aband
 
 def marker_key(app_id: str, channel: str, user_id: str | None) -> str:
     if user_id is None:
-        return f"pv.{app_id}.{segment(channel)}"
-    return f"pm.{app_id}.{segment(channel)}.{segment(user_id)}"
+        return f"pv.{segment(app_id)}.{segment(channel)}"
+    return f"pm.{segment(app_id)}.{segment(channel)}.{segment(user_id)}"
 
 
 def _emit(hub: ClusterHub, app: App, channel: str, user_id: str | None) -> None:

@@ -81,7 +81,10 @@ async def clean_node(hub: ClusterHub, node: str) -> None:
     raw, _ = await hub.store.get(sync.registry_key(node))
     for key in (decode(raw) or {}).get("keys", []):
         before, after = await update(hub.store, key, sync.drop_node(node))
-        kind, app_id, rest = key.split(".", 2) if key.count(".") >= 2 else (*key.split(".", 1), "")
+        kind, app_part, rest = key.split(".", 2) if key.count(".") >= 2 else (*key.split(".", 1), "")
+        if kind not in ("ch", "us", "pr"):
+            continue
+        app_id = unsegment(app_part)
         if kind == "ch":
             await channel_transitions(hub, app_id, unsegment(rest), before, after)
         elif kind == "us":

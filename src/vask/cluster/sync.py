@@ -16,19 +16,19 @@ Change = Callable[[Doc], Doc]
 
 
 def channel_key(app_id: str, channel: str) -> str:
-    return f"ch.{app_id}.{segment(channel)}"
+    return f"ch.{segment(app_id)}.{segment(channel)}"
 
 
 def presence_key(app_id: str, channel: str) -> str:
-    return f"pr.{app_id}.{segment(channel)}"
+    return f"pr.{segment(app_id)}.{segment(channel)}"
 
 
 def user_key(app_id: str, user_id: str) -> str:
-    return f"us.{app_id}.{segment(user_id)}"
+    return f"us.{segment(app_id)}.{segment(user_id)}"
 
 
 def connections_key(app_id: str) -> str:
-    return f"cn.{app_id}"
+    return f"cn.{segment(app_id)}"
 
 
 def account_key(account: str) -> str:

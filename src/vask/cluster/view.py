@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from vask.apps.base import App
 from vask.cluster import sync
-from vask.cluster.store import decode, total, unsegment
+from vask.cluster.store import decode, segment, total, unsegment
 from vask.core.api import CachedEvent, ChannelState
 from vask.protocol.channels import channel_type
 from vask.protocol.rest import Operation, RestCall
@@ -51,7 +51,7 @@ def needs_view(call: RestCall) -> bool:
 async def view_for(hub: ClusterHub, call: RestCall) -> ClusterView:
     app_id = call.app.id
     if call.operation is Operation.CHANNELS:
-        names = [unsegment(key.split(".", 2)[2]) for key in await hub.store.keys(f"ch.{app_id}.")]
+        names = [unsegment(key.split(".", 2)[2]) for key in await hub.store.keys(f"ch.{segment(app_id)}.")]
         names = [name for name in names if name.startswith(call.prefix)]
     elif call.operation in (Operation.CHANNEL, Operation.USERS):
         names = [call.channel]
