@@ -9,7 +9,6 @@ cluster-wide state within node_timeout plus one check interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -30,13 +29,19 @@ RECONCILE_EVERY = 5.0  # seconds between re-reads of the presence members of thi
 async def heartbeat_loop(hub: ClusterHub, node_timeout: float) -> None:
     interval = max(node_timeout / 6, 0.2)
     beat = checked = 0.0
+    reachable_since: float | None = None
     while True:
-        with contextlib.suppress(StoreUnavailable):
+        try:
             if time.monotonic() - beat >= interval:
                 beat = time.monotonic()
                 await hub.store.put_expiring("nodes", hub.node_id, hub.region.encode())
+                if reachable_since is None:
+                    reachable_since = time.monotonic()
                 await check_epoch(hub)
-                await reap_dead_nodes(hub)
+                # After an outage every node's heartbeat may have expired: a node is only judged dead once
+                # the others had a full node_timeout to beat again, or live nodes would be reaped.
+                if time.monotonic() - reachable_since >= node_timeout:
+                    await reap_dead_nodes(hub)
             # Refresh the other nodes' connection counts every second: quota checks read them.
             for app_id in list(hub.apps):
                 hub._mark("cn", app_id, "")
@@ -49,6 +54,8 @@ async def heartbeat_loop(hub: ClusterHub, node_timeout: float) -> None:
                     for name, channel in list(state.channels.items()):
                         if channel.type.is_presence:
                             hub._mark("pr", state.app.id, name)
+        except StoreUnavailable:
+            reachable_since = None
         await asyncio.sleep(min(interval, 1.0))
 
 
