@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -122,9 +123,36 @@ class Cluster:
         drop_broker_state(self.broker, self.prefix)
 
 
+async def shared_document(cluster: Cluster, key: str) -> dict[str, Any] | None:
+    """A document of the cluster's shared state, read through the store class the nodes use (key names come
+    from vask.cluster.sync), for what only the shared state shows, such as which node holds what."""
+    from vask.cluster.store import SharedStore, decode
+
+    ttls = {"nodes": NODE_TIMEOUT, "locks": max(NODE_TIMEOUT, 10.0), "cache": 30 * 60.0}  # as vask.factory
+    store: SharedStore
+    if cluster.broker.startswith("redis"):
+        from vask.cluster.redis_store import RedisStore
+
+        store = RedisStore(cluster.broker, cluster.prefix, ttls)
+    else:
+        from vask.cluster.nats_store import NatsStore
+
+        store = NatsStore(cluster.broker, cluster.prefix, ttls)
+    await store.start()
+    try:
+        raw, _ = await store.get(key)
+    finally:
+        await store.close()
+    return decode(raw)
+
+
 def drop_broker_state(url: str, prefix: str) -> None:
-    """Remove what a test's nodes left under its prefix on the shared Redis (documents do not expire)."""
-    if not url.startswith("redis://") or not reachable(*_host_port(url)):
+    """Remove what a test's nodes left under its prefix on the shared Redis or NATS (documents do not expire)."""
+    if not reachable(*_host_port(url)):
+        return
+    if url.startswith("nats://"):
+        with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever runs in this thread
+            pool.submit(asyncio.run, _drop_nats_buckets(url, prefix)).result(timeout=30)
         return
     import redis
 
@@ -135,6 +163,19 @@ def drop_broker_state(url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+async def _drop_nats_buckets(url: str, prefix: str) -> None:
+    import nats
+
+    client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        jsm = client.jetstream()
+        for info in await jsm.streams_info():
+            if info.config.name and info.config.name.startswith(f"KV_{prefix}_"):
+                await jsm.delete_stream(info.config.name)
+    finally:
+        await client.close()
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -189,8 +230,18 @@ class PrivateBroker:
                 raise RuntimeError(f"{command[0]} did not start on port {self.port}")
             time.sleep(0.05)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker keeps its state but answers nobody (a network partition, a long GC pause)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # (a frozen process dies only once it runs again)
             self.process.kill()
             self.process.wait()
         self.process = None

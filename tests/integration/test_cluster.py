@@ -27,10 +27,11 @@ from cluster_helpers import (  # noqa: F401  (fixtures)
     cluster_factory_fixture,
     eventually,
     open_clients,
+    shared_document,
 )
 
 from conftest import VaskServer
-from vask.cluster.store import segment
+from vask.cluster import sync
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -326,10 +327,9 @@ async def test_workers_share_one_port_and_deliver_exactly_once(cluster_factory: 
 
     for _ in range(4):  # several HTTP connections: SO_REUSEPORT hands them to either worker
         await eventually(counted, timeout=5)
-    if broker == REDIS_URL:  # which worker holds which subscribers is only visible in the shared state
-        raw = redis.Redis.from_url(broker).hget(f"{cluster.prefix}:s:ch.{APP['id']}.{segment('spread')}", "v")
-        per_worker = json.loads(raw)["n"]
-        assert sorted(per_worker) == ["node0-w0", "node0-w1"], per_worker
+    # which worker holds which subscribers is only visible in the shared state: both hold some
+    doc = await shared_document(cluster, sync.channel_key(APP["id"], "spread"))
+    assert doc is not None and sorted(doc["n"]) == ["node0-w0", "node0-w1"], doc
     await call(server.pusher().trigger, "spread", "hello", {})
     for client in clients:
         await client.wait_for("hello", "spread")
