@@ -11,7 +11,7 @@ bench: bench-build bench-soketi bench-django
 bench-quick: bench-build bench-soketi
 	$(PYTHON) bench/run.py --quick
 
-bench-build: bench/loadgen
+bench-build: bench/loadgen bench/refserver
 
 bench/loadgen: bench/loadgen.c
 	$(CC) -O2 -Wall -Wextra -o $@ $< -lcrypto
@@ -31,3 +31,6 @@ bench/.venv-django/bin/uvicorn: bench/django_anchor/requirements.txt
 
 bench-clean:
 	rm -rf bench/loadgen bench/soketi/node_modules bench/.venv-django
+
+bench/refserver: bench/refserver.c
+	$(CC) -O2 -Wall -Wextra -o $@ $< -lcrypto

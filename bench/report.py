@@ -78,6 +78,16 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
                 f"({_med(_values(s, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)}) | {loss} |")
         out.append("")
 
+    if any(r.get("server") == "c-pass" for r in results):
+        out += ["### The physical limit: C reference server on the same harness (bench/refserver.c)", "",
+                "| scenario | C, 1 write per delivery | C, 1 write per connection per pass | Vask | "
+                "Vask ÷ C 1-write | Vask ÷ C per-pass |", "|---|---:|---:|---:|---:|---:|"]
+        for label in _labels(results, "fanout"):
+            v, cw, cp = (_runs(results, "fanout", label, n) for n in ("vask", "c-write", "c-pass"))
+            out.append(f"| {label} | {_med(_values(cw, dpc))} | {_med(_values(cp, dpc))} | {_med(_values(v, dpc))} | "
+                       f"{_med(_ratios(v, cw, dpc), '{:.2f}')} | {_med(_ratios(v, cp, dpc), '{:.2f}')} |")
+        out += ["", "Deliveries per server CPU-second; the C server checks no signature and parses no JSON.", ""]
+
     if any(r.get("kind") == "latency" for r in results):
         out += ["### Latency at fixed publish rates (1,000 subscribers, one channel), ms", "",
                 "| rate | server | end-to-end p50 | end-to-end p99 | last subscriber p99 | HTTP publish p50 | "

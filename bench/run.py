@@ -36,6 +36,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 LOADGEN = BENCH / "loadgen"
+REFSERVER = BENCH / "refserver"
 SOKETI = BENCH / "soketi" / "node_modules" / "@soketi" / "soketi" / "bin" / "server.js"
 DJANGO_VENV = BENCH / ".venv-django"
 PORT = 6001
@@ -129,6 +130,8 @@ class Server:
                 "SOKETI_CLUSTER_UNICAST_ADDRESSES": "127.0.0.1", "SOKETI_ADAPTER_DRIVER": "local",
                 "SOKETI_DEFAULT_APP_ID": APP_ID, "SOKETI_DEFAULT_APP_KEY": KEY,
                 "SOKETI_DEFAULT_APP_SECRET": SECRET, "SOKETI_DEBUG": "0"})
+        elif self.name in ("c-write", "c-pass"):
+            proc = self._spawn([str(REFSERVER), "--port", str(PORT), "--mode", self.name[2:]])
         elif self.name == "django":
             redis = self._spawn(["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
                                  "--appendonly", "no"])
@@ -260,16 +263,16 @@ def churn(server: Server, cycles: int) -> dict[str, Any]:
 
 
 def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
-    d = 4.0 if quick else 6.0
+    d = 3.0 if quick else 5.0
     return [
         ("fanout", "1000 subs, 1 channel, closed loop", dict(subs=1000, channels=1, publish="closed:2", duration=d)),
         ("fanout", "10 channels x 100 subs, closed loop",
          dict(subs=1000, channels=10, publish="closed:2", duration=d)),
         ("fanout", "10000 subs, 1 channel, closed loop",
          dict(subs=10000, channels=1, publish="closed:2", duration=d)),
-        ("latency", "1000 subs, 10 publishes/s", dict(subs=1000, channels=1, publish="rate:10", duration=d + 2)),
-        ("latency", "1000 subs, 50 publishes/s", dict(subs=1000, channels=1, publish="rate:50", duration=d + 2)),
-        ("latency", "1000 subs, 100 publishes/s", dict(subs=1000, channels=1, publish="rate:100", duration=d + 2)),
+        ("latency", "1000 subs, 10 publishes/s", dict(subs=1000, channels=1, publish="rate:10", duration=d + 3)),
+        ("latency", "1000 subs, 50 publishes/s", dict(subs=1000, channels=1, publish="rate:50", duration=d + 3)),
+        ("latency", "1000 subs, 100 publishes/s", dict(subs=1000, channels=1, publish="rate:100", duration=d + 3)),
         ("memory", "1000 idle subscribed connections", dict(subs=1000)),
         ("memory", "10000 idle subscribed connections", dict(subs=10000)),
         ("churn", "connect-subscribe-disconnect cycles", dict(cycles=20000 if quick else 100000)),
@@ -320,6 +323,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated kinds: fanout,latency,memory,churn,django")
     parser.add_argument("--servers", default="vask,soketi")
     parser.add_argument("--out", default=str(BENCH / "results"))
+    parser.add_argument("--no-limit", action="store_true", help="skip the C reference server in fan-out runs")
     args = parser.parse_args()
     if os.environ.get("VASK_BENCH_NETNS") != "1":
         # Re-run inside a private network namespace: loopback only, nothing reaches the host's network.
@@ -327,8 +331,8 @@ def main() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers and the load generator
-    if not LOADGEN.exists():
-        sys.exit("bench/loadgen is missing: run `make bench-build`")
+    if not LOADGEN.exists() or not REFSERVER.exists():
+        sys.exit("bench/loadgen or bench/refserver is missing: run `make bench-build`")
     reps = 1 if args.quick else args.reps
     servers = [s for s in args.servers.split(",") if s]
     if "soketi" in servers and not SOKETI.exists():
@@ -345,6 +349,8 @@ def main() -> None:
         if only and kind not in only:
             continue
         names = ["vask", "django"] if kind == "django" else servers
+        if kind == "fanout" and not args.no_limit:
+            names = [*names, "c-write", "c-pass"]  # the physical limit, measured in the same repetition
         if kind == "django" and not (DJANGO_VENV / "bin/python").exists():
             print("skipping the Django anchor: run `make bench-django`", flush=True)
             continue
