@@ -57,14 +57,14 @@ typedef struct conn {
 
 static struct {
     const char *host, *key, *app_id, *secret, *path, *mode, *publish;
-    int port, subs, channels, conc, data_size, pub_conns, cycles, sync, progress;
+    int port, pub_port, subs, channels, conc, data_size, pub_conns, cycles, sync, progress;
     double duration, rate, drain;
     int closed_k;
 } o = {"127.0.0.1", "app-key", "app-id", "app-secret", NULL, "fanout", "closed:2",
-       6001, 1000, 1, 200, 100, 4, 10000, 0, 10000, 10.0, 0, 3.0, 2};
+       6001, 0, 1000, 1, 200, 100, 4, 10000, 0, 10000, 10.0, 0, 3.0, 2};
 
 static int ep;
-static struct sockaddr_in addr;
+static struct sockaddr_in addr, pub_addr; /* pub_addr: --pub-port, another node of a cluster */
 static char rbuf[READ_BUF];
 static int *ch_subs; /* subscribers per channel */
 static int started, ready, pending, dead, errors;
@@ -104,14 +104,16 @@ static void ep_mod(conn_t *c, uint32_t ev) {
     if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e) < 0) die("epoll_ctl mod");
 }
 
-static int open_socket(void) {
+static int open_socket_to(const struct sockaddr_in *to) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) die("connect");
+    if (connect(fd, (const struct sockaddr *)to, sizeof *to) < 0 && errno != EINPROGRESS) die("connect");
     return fd;
 }
+
+static int open_socket(void) { return open_socket_to(&addr); }
 
 static int send_all(conn_t *c, const char *p, size_t n) {
     while (n) {
@@ -619,7 +621,7 @@ static void usage(void) {
             "usage: loadgen [--mode fanout|idle|churn] [--host H] [--port P] [--key K] [--app-id ID] [--secret S]\n"
             "  [--path /app/KEY?protocol=7] [--subs N] [--channels C] [--concurrency N]\n"
             "  [--publish closed:K|rate:R] [--duration S] [--pub-conns N] [--data-size B] [--drain S]\n"
-            "  [--cycles M] [--progress N] [--sync]\n");
+            "  [--cycles M] [--progress N] [--sync] [--pub-port P]\n");
     exit(1);
 }
 
@@ -629,7 +631,7 @@ int main(int argc, char **argv) {
         {"app-id", 1, 0, 'a'}, {"secret", 1, 0, 's'}, {"path", 1, 0, 'P'}, {"subs", 1, 0, 'n'},
         {"channels", 1, 0, 'c'}, {"concurrency", 1, 0, 'C'}, {"publish", 1, 0, 'u'}, {"duration", 1, 0, 'd'},
         {"pub-conns", 1, 0, 'q'}, {"data-size", 1, 0, 'z'}, {"drain", 1, 0, 'D'}, {"cycles", 1, 0, 'y'},
-        {"progress", 1, 0, 'g'}, {"sync", 0, 0, 'S'}, {0, 0, 0, 0}};
+        {"progress", 1, 0, 'g'}, {"sync", 0, 0, 'S'}, {"pub-port", 1, 0, 'Q'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -651,6 +653,7 @@ int main(int argc, char **argv) {
         case 'y': o.cycles = atoi(optarg); break;
         case 'g': o.progress = atoi(optarg); break;
         case 'S': o.sync = 1; break;
+        case 'Q': o.pub_port = atoi(optarg); break;
         default: usage();
         }
     }
@@ -672,6 +675,8 @@ int main(int argc, char **argv) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)o.port);
     inet_pton(AF_INET, o.host, &addr.sin_addr);
+    pub_addr = addr;
+    if (o.pub_port) pub_addr.sin_port = htons((uint16_t)o.pub_port);
     ep = epoll_create1(EPOLL_CLOEXEC);
     ch_subs = calloc((size_t)o.channels, sizeof *ch_subs);
     ch_seq = calloc((size_t)o.channels, sizeof *ch_seq);
@@ -714,7 +719,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < o.pub_conns; i++) {
         conn_t *c = calloc(1, sizeof *c);
         c->kind = K_PUB;
-        c->fd = open_socket();
+        c->fd = open_socket_to(&pub_addr);
         c->state = ST_CONNECTING;
         ep_add(c, EPOLLOUT);
         pubs[i] = c;

@@ -142,6 +142,35 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
                     f"{sum(r['errors'] for r in runs)} |")
         out.append("")
 
+    if any(r.get("kind") == "cluster" for r in results):
+        label = _labels(results, "cluster")[0]
+        out += [f"### Scale-out on one machine through Redis ({label}, every process may use every core)", "",
+                "| server | deliveries/s | deliveries per CPU-s (Vask + Redis) | CPU used | lost / dup |",
+                "|---|---:|---:|---:|---|"]
+        names = {"vask": "1 process, in-process broker (pinned to one core)", "vask-redis-1": "1 process, Redis",
+                 "vask-redis-2": "2 processes (--workers 2), Redis", "vask-redis-4": "4 processes (--workers 4), Redis"}
+        for name, text in names.items():
+            runs = _runs(results, "cluster", label, name)
+            if runs:
+                out.append(f"| {text} | {_med(_values(runs, lambda r: r['deliveries_per_s']))} | "
+                           f"{_med(_values(runs, dpc))} | "
+                           f"{_med(_values(runs, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)} | "
+                           f"{sum(r['lost'] for r in runs)}/{sum(r['dups'] for r in runs)} |")
+        out.append("")
+
+    if any(r.get("kind") == "crossnode" for r in results):
+        out += ["### Cross-node latency (two nodes, one Redis; subscribers on node A), ms", "",
+                "| publish through | end-to-end p50 | end-to-end p99 | last subscriber p99 | HTTP publish p50 | "
+                "lost / dup |", "|---|---:|---:|---:|---:|---|"]
+        for label in _labels(results, "crossnode"):
+            runs = _runs(results, "crossnode", label, "vask-2nodes")
+            out.append(f"| {label.rsplit(' to ', 1)[-1]} | {_med(_values(runs, _ms('e2e_ms', 'p50')), '{:.2f}')} | "
+                       f"{_med(_values(runs, _ms('e2e_ms', 'p99')), '{:.2f}')} | "
+                       f"{_med(_values(runs, _ms('last_ms', 'p99')), '{:.2f}')} | "
+                       f"{_med(_values(runs, _ms('http_ms', 'p50')), '{:.2f}')} | "
+                       f"{sum(r['lost'] for r in runs)}/{sum(r['dups'] for r in runs)} |")
+        out.append("")
+
     if any(r.get("kind") == "django" for r in results):
         label = _labels(results, "django")[0]
         v, d = _runs(results, "django", label, "vask"), _runs(results, "django", label, "django")

@@ -43,6 +43,7 @@ PORT = 6001
 REDIS_PORT = 6390
 APP_ID, KEY, SECRET = "1", "app-key", "app-secret"
 SERVER_CPU, CLIENT_CPU = "0", "1"
+ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"  # the scale-out rows: worker processes may use every core
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -110,15 +111,39 @@ class Server:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
-    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None,
+               cpus: str = SERVER_CPU) -> subprocess.Popen[bytes]:
         out = self.log.open("ab")
-        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], env={**os.environ, **(env or {})},
+        proc = subprocess.Popen(["taskset", "-c", cpus, *argv], env={**os.environ, **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
         self.procs.append(proc)
         return proc
 
+    def _redis(self) -> None:
+        redis = self._spawn(["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"])
+        wait_port(REDIS_PORT, redis)
+
+    def _vask_cluster(self, nodes: int, workers: int) -> subprocess.Popen[bytes]:
+        """``nodes`` nodes on ports PORT, PORT+1, ... each with ``workers`` processes, all through one Redis."""
+        self._redis()
+        env = {"VASK_DATA_DIR": str(self.tmp), "VASK_BROKER": f"redis://127.0.0.1:{REDIS_PORT}"}
+        subprocess.run([str(ROOT / ".venv/bin/vask"), "apps", "create", "--id", APP_ID, "--key", KEY,
+                        "--secret", SECRET], env={**os.environ, **env}, check=True, capture_output=True)
+        procs = [self._spawn([str(ROOT / ".venv/bin/vask"), "serve", "--host", "127.0.0.1", "--port",
+                              str(PORT + i), "--no-default-app", "--workers", str(workers)], env, cpus=ALL_CPUS)
+                 for i in range(nodes)]
+        for i, proc in enumerate(procs[1:], 1):
+            wait_port(PORT + i, proc)
+        time.sleep(1.0 * workers)  # every worker listens and has joined the cluster
+        return procs[0]
+
     def start(self) -> None:
-        if self.name == "vask":
+        if self.name.startswith("vask-redis-"):  # vask-redis-<workers>: one node, N processes, one port
+            proc = self._vask_cluster(1, int(self.name.rsplit("-", 1)[1]))
+        elif self.name == "vask-2nodes":
+            proc = self._vask_cluster(2, 1)
+        elif self.name == "vask":
             env = {"VASK_DATA_DIR": str(self.tmp)}
             subprocess.run([str(ROOT / ".venv/bin/vask"), "apps", "create", "--id", APP_ID, "--key", KEY,
                             "--secret", SECRET], env={**os.environ, **env}, check=True, capture_output=True)
@@ -133,9 +158,7 @@ class Server:
         elif self.name in ("c-write", "c-pass"):
             proc = self._spawn([str(REFSERVER), "--port", str(PORT), "--mode", self.name[2:]])
         elif self.name == "django":
-            redis = self._spawn(["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"])
-            wait_port(REDIS_PORT, redis)
+            self._redis()
             proc = self._spawn([str(DJANGO_VENV / "bin/python"), "-m", "uvicorn", "anchor.asgi:application",
                                 "--host", "127.0.0.1", "--port", str(PORT), "--loop", "uvloop",
                                 "--ws", "websockets", "--log-level", "warning", "--no-access-log"],
@@ -189,9 +212,10 @@ def read_line(proc: subprocess.Popen[str], want: str) -> str:
 # -- scenarios -----------------------------------------------------------------------------------------
 
 
-def fanout(server: Server, subs: int, channels: int, publish: str, duration: float) -> dict[str, Any]:
+def fanout(server: Server, subs: int, channels: int, publish: str, duration: float,
+           pub_port: int = PORT) -> dict[str, Any]:
     gen = loadgen(["--subs", str(subs), "--channels", str(channels), "--publish", publish,
-                   "--duration", str(duration), "--pub-conns", "8", "--sync"])
+                   "--duration", str(duration), "--pub-conns", "8", "--sync", "--pub-port", str(pub_port)])
     assert gen.stdin is not None
     read_line(gen, "ready")
     time.sleep(0.5)  # let subscription bookkeeping settle before the measured phase
@@ -276,12 +300,17 @@ def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
         ("memory", "1000 idle subscribed connections", dict(subs=1000)),
         ("memory", "10000 idle subscribed connections", dict(subs=10000)),
         ("churn", "connect-subscribe-disconnect cycles", dict(cycles=20000 if quick else 100000)),
+        ("cluster", "1000 subs, 1 channel, closed loop", dict(subs=1000, channels=1, publish="closed:2", duration=d)),
+        ("crossnode", "1000 subs on node A, 50 publishes/s to node A",
+         dict(subs=1000, channels=1, publish="rate:50", duration=d + 3, pub_port=PORT)),
+        ("crossnode", "1000 subs on node A, 50 publishes/s to node B",
+         dict(subs=1000, channels=1, publish="rate:50", duration=d + 3, pub_port=PORT + 1)),
         ("django", "1000 subs, 1 channel, closed loop", dict(subs=1000, channels=1, publish="closed:2", duration=d)),
     ]
 
 
 def run_one(kind: str, server: Server, params: dict[str, Any]) -> dict[str, Any]:
-    if kind in ("fanout", "latency", "django"):
+    if kind in ("fanout", "latency", "django", "cluster", "crossnode"):
         return fanout(server, **params)
     if kind == "memory":
         return memory(server, **params)
@@ -320,7 +349,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one repetition, shorter runs")
-    parser.add_argument("--only", default="", help="comma-separated kinds: fanout,latency,memory,churn,django")
+    parser.add_argument("--only", default="",
+                        help="comma-separated kinds: fanout,latency,memory,churn,cluster,crossnode,django")
     parser.add_argument("--servers", default="vask,soketi")
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--no-limit", action="store_true", help="skip the C reference server in fan-out runs")
@@ -348,7 +378,8 @@ def main() -> None:
     for kind, label, params in scenarios(args.quick):
         if only and kind not in only:
             continue
-        names = ["vask", "django"] if kind == "django" else servers
+        names = {"django": ["vask", "django"], "cluster": ["vask", "vask-redis-1", "vask-redis-2", "vask-redis-4"],
+                 "crossnode": ["vask-2nodes"]}.get(kind, servers)
         if kind == "fanout" and not args.no_limit:
             names = [*names, "c-write", "c-pass"]  # the physical limit, measured in the same repetition
         if kind == "django" and not (DJANGO_VENV / "bin/python").exists():
