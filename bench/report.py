@@ -1,4 +1,4 @@
-"""Markdown tables from the driver's results: medians over repetitions, with min–max spread."""
+"""Markdown tables from the driver's results: medians over repetitions, with the min-max spread."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _med(values: list[float], fmt: str = "{:,.0f}", spread: bool = True) -> str:
         return "—"
     text = fmt.format(statistics.median(values))
     if spread and len(values) > 1:
-        text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"
+        text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"  # noqa: RUF001 (typography)
     return text
 
 
@@ -56,7 +56,7 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
            f"Python {machine['python']}, Vask {machine['vask']} ({machine['vask_commit']}), uvloop "
            f"{machine['uvloop']}; Node {machine['node']}, Soketi {machine['soketi']} (uWebSockets.js from "
            f"uwebsockets@{machine['uwebsockets']}); {machine['django_channels']}. Medians of {reps} interleaved "
-           "repetitions, (min–max) across them.", ""]
+           "repetitions, (min–max) across them.", ""]  # noqa: RUF001
     errors = [r for r in results if "error" in r]
     dpc: Callable[[Row], float | None] = lambda r: r.get("deliveries_per_cpu_s")  # noqa: E731
 

@@ -24,7 +24,6 @@ import platform
 import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -359,7 +358,7 @@ def main() -> None:
         # Re-run inside a private network namespace: loopback only, nothing reaches the host's network.
         os.execvp("unshare", ["unshare", "-n", "env", "VASK_BENCH_NETNS=1", sys.executable, *sys.argv])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers and the load generator
     if not LOADGEN.exists() or not REFSERVER.exists():
         sys.exit("bench/loadgen or bench/refserver is missing: run `make bench-build`")

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django import setup as django_setup
 from django.conf import settings
-
-from django import setup as django_setup  # ruff files this apart: it takes tests/django for the package
 
 HERE = Path(__file__).resolve().parent
 
