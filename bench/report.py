@@ -38,6 +38,10 @@ def _ratios(a: list[Row], b: list[Row], get: Callable[[Row], float | None]) -> l
     return out
 
 
+def _loss(runs: list[Row]) -> str:
+    return f"{sum(r['lost'] for r in runs)}/{sum(r['dups'] for r in runs)}"
+
+
 def _labels(results: list[Row], kind: str) -> list[str]:
     seen: list[str] = []
     for r in results:
@@ -67,8 +71,7 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
                 "|---|---:|---:|---:|---:|---:|---|"]
         for label in _labels(results, "fanout"):
             v, s = _runs(results, "fanout", label, "vask"), _runs(results, "fanout", label, "soketi")
-            loss = (f"{sum(r['lost'] for r in v)}/{sum(r['dups'] for r in v)}, "
-                    f"{sum(r['lost'] for r in s)}/{sum(r['dups'] for r in s)}")
+            loss = f"{_loss(v)}, {_loss(s)}"
             out.append(
                 f"| {label} | {_med(_values(v, dpc))} | {_med(_values(s, dpc))} | "
                 f"**{_med(_ratios(v, s, dpc), '{:.2f}')}** | "
@@ -155,7 +158,7 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
                 out.append(f"| {text} | {_med(_values(runs, lambda r: r['deliveries_per_s']))} | "
                            f"{_med(_values(runs, dpc))} | "
                            f"{_med(_values(runs, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)} | "
-                           f"{sum(r['lost'] for r in runs)}/{sum(r['dups'] for r in runs)} |")
+                           f"{_loss(runs)} |")
         out.append("")
 
     if any(r.get("kind") == "crossnode" for r in results):
@@ -168,7 +171,7 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
                        f"{_med(_values(runs, _ms('e2e_ms', 'p99')), '{:.2f}')} | "
                        f"{_med(_values(runs, _ms('last_ms', 'p99')), '{:.2f}')} | "
                        f"{_med(_values(runs, _ms('http_ms', 'p50')), '{:.2f}')} | "
-                       f"{sum(r['lost'] for r in runs)}/{sum(r['dups'] for r in runs)} |")
+                       f"{_loss(runs)} |")
         out.append("")
 
     if any(r.get("kind") == "django" for r in results):
