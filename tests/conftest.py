@@ -153,3 +153,20 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 def server(server_factory: Any) -> VaskServer:
     """A running server with one app (client events and subscription_count enabled)."""
     return server_factory()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL (redis+cluster://) of a private 3-master Redis Cluster, shared by the session's tests, each of
+    which uses a prefix of its own. Skips with the reason when redis-server or redis-cli is missing."""
+    from private_redis_cluster import PrivateRedisCluster, problem
+
+    reason = problem()
+    if reason:
+        pytest.skip(reason)
+    cluster = PrivateRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()

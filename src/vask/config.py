@@ -100,7 +100,8 @@ class Settings(BaseSettings):
                                   description="Seconds between checks for idle connections.")
     log_level: LogLevel = Field(default="info", description="debug, info, warning, error or critical.")
     broker: str | None = Field(
-        default=None, description="Scale-out engine shared by several nodes: redis://host:6379/0 or "
+        default=None, description="Scale-out engine shared by several nodes: redis://host:6379/0, "
+                                  "redis+cluster://host:7000 (Redis Cluster, sharded pub/sub) or "
                                   "nats://host:4222; unset runs one node with the in-process broker.")
     broker_prefix: str = Field(default="vask", pattern=r"^[A-Za-z0-9_-]+$",
                                description="Namespace in Redis/NATS; separates deployments sharing one.")

@@ -1,5 +1,6 @@
-"""One contract for every SharedStore (vask.cluster.store): RedisStore on the machine's Redis and NatsStore on
-its NATS JetStream, each test with a prefix of its own that is removed afterwards. A service that cannot be
+"""One contract for every SharedStore (vask.cluster.store): RedisStore on the machine's Redis and on a private
+Redis Cluster (keys spread over three shards), and NatsStore on the machine's NATS JetStream, each test with a
+prefix of its own that is removed afterwards. A service that cannot be
 reached skips its half with the reason; nothing is faked.
 """
 
@@ -26,7 +27,7 @@ Factory = Callable[..., Awaitable[SharedStore]]
 
 
 def open_store(kind: str, url: str, prefix: str, ttls: dict[str, float]) -> SharedStore:
-    if kind == "redis":
+    if kind in ("redis", "redis-cluster"):
         from vask.cluster.redis_store import RedisStore
 
         return RedisStore(url, prefix, ttls)
@@ -36,6 +37,8 @@ def open_store(kind: str, url: str, prefix: str, ttls: dict[str, float]) -> Shar
 
 
 async def remove_prefix(kind: str, prefix: str) -> None:
+    if kind == "redis-cluster":
+        return  # a private cluster, gone at the end of the session
     if kind == "redis":
         import redis.asyncio as aioredis
 
@@ -55,16 +58,18 @@ async def remove_prefix(kind: str, prefix: str) -> None:
     await nc.close()
 
 
-async def stores_of(kind: str) -> AsyncIterator[Factory]:
+async def stores_of(kind: str, url: str | None = None) -> AsyncIterator[Factory]:
     """Opens started stores of one kind sharing a fresh prefix (several stores = several nodes); cleans up."""
-    host, port = ("127.0.0.1", 6379) if kind == "redis" else ("127.0.0.1", 4222)
-    if not reachable(host, port):
-        pytest.skip(f"{kind} is not reachable on {host}:{port}")
+    if url is None:
+        url = REDIS_URL if kind == "redis" else NATS_URL
+        host, port = ("127.0.0.1", 6379) if kind == "redis" else ("127.0.0.1", 4222)
+        if not reachable(host, port):
+            pytest.skip(f"{kind} is not reachable on {host}:{port}")
     prefix = f"t{uuid.uuid4().hex[:12]}"
     opened: list[SharedStore] = []
 
     async def factory(ttls: dict[str, float] | None = None) -> SharedStore:
-        store = open_store(kind, REDIS_URL if kind == "redis" else NATS_URL, prefix, ttls or TTLS)
+        store = open_store(kind, url, prefix, ttls or TTLS)
         await store.start()
         opened.append(store)
         return store
@@ -76,9 +81,10 @@ async def stores_of(kind: str) -> AsyncIterator[Factory]:
     await remove_prefix(kind, prefix)
 
 
-@pytest_asyncio.fixture(params=["redis", "nats"])
+@pytest_asyncio.fixture(params=["redis", "redis-cluster", "nats"])
 async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
-    async for factory in stores_of(request.param):
+    url = request.getfixturevalue("redis_cluster") if request.param == "redis-cluster" else None
+    async for factory in stores_of(request.param, url):
         yield factory
 
 
@@ -285,7 +291,8 @@ async def test_create_expiring_is_exclusive(make: Factory) -> None:
 async def test_unreachable_store_fails_fast(make: Factory) -> None:
     """Pointed at a closed port: start() returns and every call raises StoreUnavailable within seconds."""
     kind = make.kind  # type: ignore[attr-defined]
-    url = f"redis://127.0.0.1:{free_port()}/0" if kind == "redis" else f"nats://127.0.0.1:{free_port()}"
+    url = {"redis": f"redis://127.0.0.1:{free_port()}/0", "redis-cluster": f"redis+cluster://127.0.0.1:{free_port()}",
+           "nats": f"nats://127.0.0.1:{free_port()}"}[kind]
     store = open_store(kind, url, "unreachable", TTLS)
     start = time.monotonic()
     await store.start()

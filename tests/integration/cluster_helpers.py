@@ -54,6 +54,10 @@ def free_port() -> int:
 
 def broker_problem(kind: str) -> str | None:
     """Why a cluster on this kind of broker cannot run here, or None."""
+    if kind == "redis-cluster":
+        from private_redis_cluster import problem
+
+        return problem()
     if kind == "redis":
         return None if reachable("127.0.0.1", 6379) else "Redis is not reachable on 127.0.0.1:6379"
     if not reachable("127.0.0.1", 4222):
@@ -148,8 +152,8 @@ async def shared_document(cluster: Cluster, key: str) -> dict[str, Any] | None:
 
 def drop_broker_state(url: str, prefix: str) -> None:
     """Remove what a test's nodes left under its prefix on the shared Redis or NATS (documents do not expire)."""
-    if not reachable(*_host_port(url)):
-        return
+    if "+cluster://" in url or not reachable(*_host_port(url)):
+        return  # (a Redis Cluster here is a private one, gone at the end of the session)
     if url.startswith("nats://"):
         with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever runs in this thread
             pool.submit(asyncio.run, _drop_nats_buckets(url, prefix)).result(timeout=30)

@@ -38,14 +38,16 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 QUIET = 0.5  # seconds in which a duplicate would have arrived
 
 
-@pytest.fixture(scope="module", params=["redis", "nats"])
+@pytest.fixture(scope="module", params=["redis", "redis-cluster", "nats"])
 def trio(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[VaskServer]]:
     """Three nodes A, B, C of one cluster, shared by this module's tests (each uses channels and users of its
-    own), so the nodes start once per broker."""
+    own), so the nodes start once per broker: the machine's Redis, a private Redis Cluster (sharded pub/sub,
+    documents on three shards) and the machine's NATS."""
     problem = broker_problem(request.param)
     if problem:
         pytest.skip(problem)
-    cluster = Cluster(tmp_path_factory.mktemp("trio"), REDIS_URL if request.param == "redis" else NATS_URL, [APP])
+    url = {"redis": REDIS_URL, "nats": NATS_URL}.get(request.param) or request.getfixturevalue("redis_cluster")
+    cluster = Cluster(tmp_path_factory.mktemp("trio"), url, [APP])
     try:
         yield cluster.start(3)
     finally:

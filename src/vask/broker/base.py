@@ -28,7 +28,7 @@ class Broker(Protocol):
 
 
 def open_broker(url: str, prefix: str) -> Broker:
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")):
         from vask.broker.redis import RedisBroker
 
         return RedisBroker(url, prefix)
@@ -36,4 +36,4 @@ def open_broker(url: str, prefix: str) -> Broker:
         from vask.broker.nats import NatsBroker
 
         return NatsBroker(url, prefix)
-    raise ValueError(f"Unsupported broker URL {url!r}: use redis://host:port or nats://host:port")
+    raise ValueError(f"Unsupported broker URL {url!r}: use redis://host:port, redis+cluster://host:port or nats://host:port")

@@ -1,4 +1,8 @@
-"""Redis pub/sub broker. Owns resubscription: redis-py does not reliably resubscribe after a reset."""
+"""Redis pub/sub broker. Owns resubscription: redis-py does not reliably resubscribe after a reset.
+
+``redis+cluster://`` (or ``rediss+cluster://``) URLs name a Redis Cluster: the bus is then a sharded channel
+(SPUBLISH/SSUBSCRIBE), which stays on the shard that owns its slot instead of being copied to every node.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,44 @@ import random
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from vask.broker.base import BrokerUnavailable, Receiver, Reconnected
 
 log = logging.getLogger("vask.broker")
 
+# What Redis being away looks like; a cluster client raises RedisClusterException (not a RedisError) when it
+# cannot read the slot map.
+ERRORS = (RedisError, RedisClusterException, OSError)
+
+
+def parse_url(url: str) -> tuple[str, bool]:
+    """The URL redis-py understands, and whether it names a Redis Cluster."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower().endswith("+cluster"):
+        return f"{scheme[: -len('+cluster')]}://{rest}", True
+    return url, False
+
+
+async def connect(url: str, **options: Any) -> Any:
+    """A started client for ``url``: a plain Redis client, or a cluster client that has read the slot map."""
+    plain, cluster = parse_url(url)
+    if not cluster:
+        return aioredis.from_url(plain, **options)
+    client = RedisCluster.from_url(plain, **options)
+    try:
+        await client.initialize()
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
 
 class RedisBroker:
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
+        self.cluster = parse_url(url)[1]
         self.channel = f"{prefix}:bus"
         self.healthy = False
         self.client: Any = None
@@ -26,7 +58,6 @@ class RedisBroker:
         self.ready = asyncio.Event()
 
     async def start(self, receive: Receiver, reconnected: Reconnected) -> None:
-        self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
         self.task = asyncio.create_task(self._listen(receive, reconnected))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), 5)
@@ -37,11 +68,16 @@ class RedisBroker:
         delay = 0.2
         first = True
         while True:
-            pubsub = None
+            pubsub = conn = None
             try:
-                conn = aioredis.from_url(self.url, socket_connect_timeout=2)
+                if self.client is None:  # a cluster client reads the slot map first, so this can fail too
+                    self.client = await connect(self.url, socket_timeout=2, socket_connect_timeout=2)
+                conn = await connect(self.url, socket_connect_timeout=2)
                 pubsub = conn.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self.channel)
+                if self.cluster:
+                    await pubsub.ssubscribe(self.channel)
+                else:
+                    await pubsub.subscribe(self.channel)
                 await self.client.ping()
                 self.healthy = True
                 self.ready.set()
@@ -50,15 +86,16 @@ class RedisBroker:
                     log.info("Redis broker back: resubscribed")
                     await reconnected()
                 first = False
+                read = pubsub.get_sharded_message if self.cluster else pubsub.get_message
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "message":
+                    message = await read(timeout=1.0)
+                    if message is not None and message["type"] in ("message", "smessage"):
                         receive(message["data"])
                     elif message is None:
                         await pubsub.ping()  # notices a dead connection even when the bus is quiet
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except ERRORS as exc:
                 if self.healthy:
                     log.warning("Redis broker lost: %s", exc)
                 self.healthy = False
@@ -70,7 +107,10 @@ class RedisBroker:
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.aclose()
             await asyncio.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 2.0)
 
@@ -78,8 +118,11 @@ class RedisBroker:
         if not self.healthy:
             raise BrokerUnavailable("Redis broker unavailable")
         try:
-            await self.client.publish(self.channel, payload)
-        except (RedisError, OSError) as exc:
+            if self.cluster:
+                await self.client.spublish(self.channel, payload)
+            else:
+                await self.client.publish(self.channel, payload)
+        except ERRORS as exc:
             self.healthy = False
             raise BrokerUnavailable(str(exc)) from exc
 

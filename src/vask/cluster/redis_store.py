@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
+from vask.broker.redis import ERRORS, connect
 from vask.cluster.store import StoreUnavailable
 
 # KEYS[1] key; ARGV[1] expected revision; ARGV[2] new value ("" deletes); ARGV[3] a random revision to start a
@@ -32,9 +31,20 @@ class RedisStore:
         self._cas: Any = None
 
     async def start(self) -> None:
-        self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2,
-                                        health_check_interval=5)
-        self._cas = self.client.register_script(_CAS)
+        with contextlib.suppress(StoreUnavailable):  # unreachable now: the first operation tries again
+            await self._connect()
+
+    async def _connect(self) -> Any:
+        # A plain client connects on its first command; a cluster client must read the slot map first,
+        # which fails while Redis is away, so it is made here, on demand.
+        if self.client is None:
+            try:
+                self.client = await connect(self.url, socket_timeout=2, socket_connect_timeout=2,
+                                            health_check_interval=5)
+            except ERRORS as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            self._cas = self.client.register_script(_CAS)
+        return self.client
 
     async def close(self) -> None:
         if self.client is not None:
@@ -45,8 +55,8 @@ class RedisStore:
 
     async def get(self, key: str) -> tuple[bytes | None, int]:
         try:
-            value, revision = await self.client.hmget(self._k(key), "v", "r")
-        except RedisError as exc:
+            value, revision = await (await self._connect()).hmget(self._k(key), "v", "r")
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         return value, int(revision or 0)
 
@@ -54,25 +64,26 @@ class RedisStore:
         if not keys:
             return []
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
+            async with (await self._connect()).pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.hget(self._k(key), "v")
                 return list(await pipe.execute())
-        except RedisError as exc:
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def put_if(self, key: str, value: bytes | None, revision: int) -> bool:
         try:
+            await self._connect()
             return bool(await self._cas(keys=[self._k(key)], args=[revision, value or b"", secrets.randbits(40)]))
-        except RedisError as exc:
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def keys(self, prefix: str) -> list[str]:
         start = len(self._k(""))
         try:
-            return [k.decode()[start:] async for k in self.client.scan_iter(match=self._k(prefix) + "*",
+            return [k.decode()[start:] async for k in (await self._connect()).scan_iter(match=self._k(prefix) + "*",
                                                                             count=500)]
-        except RedisError as exc:
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     def _e(self, bucket: str, key: str) -> str:
@@ -80,33 +91,33 @@ class RedisStore:
 
     async def put_expiring(self, bucket: str, key: str, value: bytes) -> None:
         try:
-            await self.client.set(self._e(bucket, key), value, px=int(self.ttls[bucket] * 1000))
-        except RedisError as exc:
+            await (await self._connect()).set(self._e(bucket, key), value, px=int(self.ttls[bucket] * 1000))
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def create_expiring(self, bucket: str, key: str, value: bytes) -> bool:
         try:
-            return bool(await self.client.set(self._e(bucket, key), value, px=int(self.ttls[bucket] * 1000),
+            return bool(await (await self._connect()).set(self._e(bucket, key), value, px=int(self.ttls[bucket] * 1000),
                                               nx=True))
-        except RedisError as exc:
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def get_expiring(self, bucket: str, key: str) -> bytes | None:
         try:
-            return await self.client.get(self._e(bucket, key))  # type: ignore[no-any-return]
-        except RedisError as exc:
+            return await (await self._connect()).get(self._e(bucket, key))  # type: ignore[no-any-return]
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def delete_expiring(self, bucket: str, key: str) -> None:
         try:
-            await self.client.delete(self._e(bucket, key))
-        except RedisError as exc:
+            await (await self._connect()).delete(self._e(bucket, key))
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def keys_expiring(self, bucket: str) -> list[str]:
         start = len(self._e(bucket, ""))
         try:
-            return [k.decode()[start:] async for k in self.client.scan_iter(match=self._e(bucket, "*"),
+            return [k.decode()[start:] async for k in (await self._connect()).scan_iter(match=self._e(bucket, "*"),
                                                                             count=500)]
-        except RedisError as exc:
+        except ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
