@@ -104,7 +104,8 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, dat
               help="TLS private key (PEM).")
 @click.option("--no-default-app", is_flag=True,
               help="Do not create the development app app-id/app-key/app-secret in an empty store.")
-@click.option("--broker", metavar="URL", help="Join a cluster through redis://..., redis+cluster://... (Redis Cluster) or nats://... .")
+@click.option("--broker", metavar="URL",
+              help="Join a cluster through redis://..., redis+cluster://... (Redis Cluster) or nats://... .")
 @click.option("--node-id", help="This node's id in the cluster [default: generated].")
 @click.option("--region", help="Region label of this node.")
 @click.option("--workers", type=click.IntRange(1, 256),

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from private_redis_cluster import PrivateRedisCluster, problem
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from private_redis_cluster import PrivateRedisCluster, problem
 from vask.broker.base import BrokerUnavailable
 from vask.broker.redis import RedisBroker, parse_url
 
