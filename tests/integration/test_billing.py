@@ -75,6 +75,13 @@ class Billed:
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())
 
+    def metrics(self) -> dict[str, str]:
+        """GET /metrics (Prometheus text): sample name -> value."""
+        request = urllib.request.Request(self.admin + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            text = response.read().decode()
+        return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
     def usage(self, account: str) -> Any:
         return self.api(f"/api/accounts/{account}/usage")
 
@@ -301,6 +308,7 @@ def test_broadcast_quota_refuses_at_the_exact_boundary(billed: Callable[..., Bil
         sender.close()
         listener.close()
     assert node.api("/api/meter")["refused_requests"] == 5
+    assert node.metrics()["vask_quota_refused_requests_total"] == "5"
 
 
 def test_connection_limit_is_summed_across_the_accounts_apps(billed: Callable[..., Billed]) -> None:

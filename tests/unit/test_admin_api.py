@@ -1,4 +1,5 @@
-"""The admin HTTP API (aiohttp) on an in-memory ledger: bearer token, usage, statements, calc, meter."""
+"""The admin HTTP API (aiohttp) on an in-memory ledger: bearer token, usage, statements, calc, meter, and the
+Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from vask.admin.api import create_app
+from vask.apps.base import App
 from vask.billing.base import AccountMonth, AppUsage, UsageBatch
 from vask.billing.memory import MemoryBillingStore
 from vask.billing.meter import Meter
 from vask.billing.plans import Account
+from vask.webhooks.sender import WebhookStats
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -80,3 +83,32 @@ def test_lists_calc_and_meter() -> None:
         assert stats["month"] == "2025-06" and stats["broadcasts_total"] == 0
 
     run(scenario)
+
+
+def test_metrics_in_the_prometheus_text_format() -> None:
+    store = MemoryBillingStore()
+    app = App(id="a1", key="k1", secret="s", account_id="default")
+    hooks = WebhookStats()
+
+    async def main() -> None:
+        meter = Meter(store, clock=lambda: NOW)
+        meter.load()
+        async with TestClient(TestServer(create_app(store, TOKEN, meter, clock=lambda: NOW,
+                                                    webhooks=hooks))) as client:
+            assert (await client.get("/metrics")).status == 401  # the same token as the rest
+            meter.broadcast(app, "news", 250)
+            meter.broadcast(app, "news", 250)
+            hooks.events_queued, hooks.attempts_failed, hooks.retries = 5, 3, 3
+            response = await client.get("/metrics", headers=AUTH)
+            assert response.status == 200 and response.content_type == "text/plain"
+            text = await response.text()
+            samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+            assert samples["vask_broadcasts_total"] == "2" and samples["vask_deliveries_total"] == "500"
+            assert samples["vask_webhook_events_queued_total"] == "5"
+            assert samples["vask_webhook_attempts_failed_total"] == "3"
+            assert samples["vask_webhook_events_given_up_total"] == "0"
+            assert "# TYPE vask_broadcasts_total counter" in text and "# TYPE vask_connections gauge" in text
+            webhooks = await (await client.get("/api/webhooks", headers=AUTH)).json()
+            assert webhooks["retries"] == 3
+
+    asyncio.run(main())

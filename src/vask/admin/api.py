@@ -8,7 +8,9 @@ Every request needs ``Authorization: Bearer <admin_token>``; anything else gets 
     GET /api/accounts/{id}/statement?month=YYYY-MM  the month's statement (fee, overage, peak, total)
     GET /api/plans
     GET /api/calc?broadcasts=N&subscribers=S        broadcasts billed by Vask vs messages billed per copy
-    GET /api/meter                                  this process's meter counters (for metrics)
+    GET /api/meter                                  this process's meter counters
+    GET /api/webhooks                               this process's webhook delivery counters
+    GET /metrics                                    both, in the Prometheus text format
 
 ``month`` defaults to the current month (UTC). Usage is read from the ledger, which the meter writes every
 ``usage_flush_interval`` seconds, so the current month lags by at most that.
@@ -29,10 +31,12 @@ from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
 from vask.billing.plans import AccountNotFound, month_of, parse_month
 from vask.billing.statement import account_usage
+from vask.webhooks.sender import WebhookStats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE_KEY = web.AppKey("store", BillingStore)
 METER_KEY = web.AppKey("meter", Meter)
+WEBHOOKS_KEY = web.AppKey("webhooks", WebhookStats)
 Clock = Callable[[], float]
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock")
 
@@ -127,19 +131,36 @@ async def meter_stats(request: web.Request) -> web.Response:
     return _json(meter.stats() if meter is not None else {})
 
 
+async def webhook_stats(request: web.Request) -> web.Response:
+    stats = request.app.get(WEBHOOKS_KEY)
+    return _json(stats.as_dict() if stats is not None else {})
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    from vask.admin.metrics import render
+
+    return web.Response(text=render(request.app.get(METER_KEY), request.app.get(WEBHOOKS_KEY)),
+                        content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"},
+                        charset="utf-8")
+
+
 def create_app(store: BillingStore, token: str, meter: Meter | None = None,
-               clock: Callable[[], float] = time.time) -> web.Application:
+               clock: Callable[[], float] = time.time, webhooks: WebhookStats | None = None) -> web.Application:
     app = web.Application(middlewares=[_auth(token)])
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
     if meter is not None:
         app[METER_KEY] = meter
+    if webhooks is not None:
+        app[WEBHOOKS_KEY] = webhooks
     app.router.add_get("/api/accounts", accounts)
     app.router.add_get("/api/accounts/{account}/usage", usage)
     app.router.add_get("/api/accounts/{account}/statement", statement)
     app.router.add_get("/api/plans", plans)
     app.router.add_get("/api/calc", calculate)
     app.router.add_get("/api/meter", meter_stats)
+    app.router.add_get("/api/webhooks", webhook_stats)
+    app.router.add_get("/metrics", prometheus)
     return app
 
 

@@ -28,6 +28,8 @@ from vask.webhooks import WebhookService
 if TYPE_CHECKING:
     from aiohttp.web import AppRunner
 
+    from vask.webhooks.sender import WebhookStats
+
 log = logging.getLogger("vask")
 
 
@@ -99,7 +101,7 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                                           reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
         if settings.admin_token:
-            admin = await _start_admin(settings, billing, meter)
+            admin = await _start_admin(settings, billing, meter, webhooks.stats)
         scheme = "wss" if context else "ws"
         print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
@@ -135,13 +137,16 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         store.close()
 
 
-async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter) -> AppRunner:
+async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter,
+                       webhook_stats: WebhookStats) -> AppRunner:
     from vask.admin import api  # aiohttp loads only when the admin API is on
 
     assert settings.admin_token is not None
-    runner, port = await api.start(api.create_app(billing, settings.admin_token, meter), settings.host,
+    app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats)
+    runner, port = await api.start(app, settings.host,
                                    settings.admin_port, reuse_port=settings.workers > 1)
-    print(f"Vask admin API listening on http://{settings.host}:{port}/api/ (bearer token required)", flush=True)
+    print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics (bearer token required)",
+          flush=True)
     return runner
 
 
