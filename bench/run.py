@@ -6,7 +6,7 @@ own and Soketi's discovery broadcasts reach nothing. Each server runs pinned to 
 ``--reps`` times, interleaved (vask, soketi, vask, soketi, ...), each on a freshly started server. Server CPU
 is user+sys from /proc/PID/stat (with descendants); RSS from /proc/PID/status.
 
-    python bench/run.py                    # everything (about 10 minutes)
+    python bench/run.py                    # everything (about 15 minutes)
     python bench/run.py --quick            # one repetition, shorter runs
     python bench/run.py --only fanout,memory --servers vask
 
