@@ -193,7 +193,7 @@ class ClusterHub(Hub):
         elif kind in (env.MEMBER_ADDED, env.MEMBER_REMOVED):
             self._member_frames(state, m["c"], m["u"], m.get("i"), kind == env.MEMBER_ADDED)
         elif kind == env.COUNT:
-            self._count_frames(state, m["c"], int(m["n"]))
+            self._count_frames(state, m["c"], int(m["n"]), int(m.get("s", 0)))
         elif kind == env.WATCH:
             self._notify_watchers(state, m["u"], "online" if m["on"] else "offline")
         elif kind == env.TERMINATE:
@@ -354,10 +354,13 @@ class ClusterHub(Hub):
             if uid not in channel.known:
                 self._member_frames(state, name, uid, info, True)
 
-    def _count_frames(self, state: AppState, name: str, count: int) -> None:
+    def _count_frames(self, state: AppState, name: str, count: int, seq: int) -> None:
         channel = state.channels.get(name)
         if channel is None or channel.type.is_presence or not state.app.settings.subscription_count_events:
             return
+        if seq <= channel.count_seq:  # an older count that arrived late (from another node, or after awaits)
+            return
+        channel.count_seq = seq
         frame = frames.ws_frame(frames.encode_internal(
             "pusher_internal:subscription_count", {"subscription_count": count}, name))
         for conn in channel.subscribers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -94,6 +95,25 @@ def total(doc: dict[str, Any] | None) -> int:
     return sum(node_counts(doc).values())
 
 
+def version(doc: dict[str, Any] | None) -> int:
+    """The count document's version: subscription_count frames carry it, so that a node never shows an older
+    count after a newer one when announcements from several nodes arrive out of order."""
+    return int(doc.get("s", 0)) if doc else 0
+
+
+def with_counts(doc: dict[str, Any] | None, counts: dict[str, int]) -> dict[str, Any] | None:
+    """The {"n": {node: count}, "s": version} document after ``doc`` with ``counts`` (None when all are gone).
+
+    The version grows with every change. It starts from the clock (ms) rather than 1, so a document deleted
+    and created again still outranks the old one's announcements that may be in flight.
+    """
+    if not counts:
+        return None
+    if doc is not None and node_counts(doc) == counts:
+        return doc
+    return {"n": counts, "s": max(version(doc) + 1, int(time.time() * 1000))}
+
+
 def set_node_count(node: str, count: int) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
     """A change that sets this node's count in an {"n": {node: count}} document (deleting it at zero)."""
 
@@ -103,6 +123,6 @@ def set_node_count(node: str, count: int) -> Callable[[dict[str, Any] | None], d
             counts[node] = count
         else:
             counts.pop(node, None)
-        return {"n": counts} if counts else None
+        return with_counts(doc, counts)
 
     return change

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vask.cluster.store import segment
+from vask.cluster.store import segment, with_counts
 
 Doc = dict[str, Any] | None
 Change = Callable[[Doc], Doc]
@@ -85,8 +85,7 @@ def drop_node(node: str) -> Change:
                      for uid, e in doc["m"].items()}
             table = {uid: e for uid, e in table.items() if e["n"]}
             return {"m": table} if table else None
-        counts = {k: v for k, v in doc.get("n", {}).items() if k != node}
-        return {"n": counts} if counts else None
+        return with_counts(doc, {k: v for k, v in doc.get("n", {}).items() if k != node})
 
     return change
 

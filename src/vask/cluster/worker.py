@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from vask.apps.base import App
 from vask.cluster import debounce, sync
 from vask.cluster import envelopes as env
-from vask.cluster.store import total, update
+from vask.cluster.store import total, update, version
 from vask.protocol import frames
 
 if TYPE_CHECKING:
@@ -79,10 +79,11 @@ async def channel_transitions(hub: ClusterHub, app_id: str, name: str, before: A
     elif now == 0:
         await debounce.departed(hub, app, name)
     if now > 0 and app.settings.subscription_count_events and not name.startswith(("presence-",)):
-        hub.announce(env.COUNT, app_id, c=name, n=now)
+        seq = version(after)
+        hub.announce(env.COUNT, app_id, c=name, n=now, s=seq)
         state = hub.apps.get(app_id)
         if state is not None:
-            hub._count_frames(state, name, now)
+            hub._count_frames(state, name, now, seq)
         hub.observer.subscription_count(app, name, now)
 
 

@@ -32,6 +32,7 @@ class Channel:
     members: dict[str, Member] = field(default_factory=dict)
     count_sent_at: float = 0.0
     count_dirty: bool = False
+    count_seq: int = 0  # version of the last cluster-wide subscription_count sent (vask.cluster)
     known: dict[str, Any] = field(default_factory=dict)  # cluster members this node's clients were told of
 
 
