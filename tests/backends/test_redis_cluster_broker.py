@@ -103,6 +103,7 @@ async def test_unreachable_cluster_fails_fast_and_is_joined_when_it_starts(tmp_p
         broker, node = await started(cluster.url, "late")  # nothing listens yet
         with pytest.raises(BrokerUnavailable):
             await broker.publish(b"lost")
+        assert "connect" in broker.last_error.lower()  # the reason, for the start-up warning
         assert time.monotonic() - begin < 8
         await asyncio.to_thread(cluster.start)
         await eventually(lambda: broker.healthy, timeout=20)

@@ -53,6 +53,7 @@ class RedisBroker:
         self.cluster = parse_url(url)[1]
         self.channel = f"{prefix}:bus"
         self.healthy = False
+        self.last_error = ""  # why the last attempt failed: says "cluster mode is not enabled" and the like
         self.client: Any = None
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -62,7 +63,8 @@ class RedisBroker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), 5)
         if not self.healthy:
-            log.warning("Redis broker %s not reachable yet; retrying in the background", self.url)
+            log.warning("Redis broker %s not reachable yet (%s); retrying in the background", self.url,
+                        self.last_error or "no answer")
 
     async def _listen(self, receive: Receiver, reconnected: Reconnected) -> None:
         delay = 0.2
@@ -96,6 +98,7 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except ERRORS as exc:
+                self.last_error = str(exc)
                 if self.healthy:
                     log.warning("Redis broker lost: %s", exc)
                 self.healthy = False
