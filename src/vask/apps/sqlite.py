@@ -5,14 +5,10 @@ from __future__ import annotations
 import builtins
 import re
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
-from pathlib import Path
 
 from vask.apps._records import app_from_columns, settings_json
 from vask.apps.base import App, AppExists, AppNotFound, AppStoreError
+from vask.db.sqlite import SqliteDatabase, now
 
 # Each entry upgrades the schema by one version; append, never edit a released entry.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -42,74 +38,15 @@ _COLUMNS = "id, key, secret, name, enabled, settings, account_id"
 _UNIQUE_COLUMN = re.compile(r"UNIQUE constraint failed: apps\.(\w+)")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+class SqliteAppStore(SqliteDatabase):
+    """Apps in a SQLite database file, in WAL mode so the CLI can write while the server reads."""
 
+    error = AppStoreError
+    passthrough = (sqlite3.IntegrityError,)  # a duplicate id or key: create/update name the column
 
-class SqliteAppStore:
-    """Apps in a SQLite database file, in WAL mode so the CLI can write while the server reads.
-
-    One connection shared under a lock: the server calls in from worker threads (``asyncio.to_thread``)
-    and SQLite connections must not be used by two threads at once.
-    """
-
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
-        self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
-        self._lock = threading.Lock()
-        try:
-            if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves; the timeout waits out other writers.
-            self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                         check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise AppStoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        try:
-            with self._guard():
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose
-                # the last commits, which is acceptable for rarely written app records.
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Serialise access to the connection and report driver failures as AppStoreError."""
-        with self._lock:
-            try:
-                yield
-            except sqlite3.IntegrityError:
-                raise
-            except sqlite3.Error as exc:
-                raise AppStoreError(f"SQLite database {self.path}: {exc}") from exc
-
-    def _migrate(self) -> None:
-        with self._guard():
-            # IMMEDIATE takes the write lock up front, so two processes opening a new file do not both
-            # try to create the tables.
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                                   "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-                row = self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
-                current = int(row[0])
-                if current > SCHEMA_VERSION:
-                    raise AppStoreError(f"SQLite database {self.path} has schema version {current}, "
-                                        f"newer than this Vask supports ({SCHEMA_VERSION}); upgrade Vask")
-                for version in range(current + 1, SCHEMA_VERSION + 1):
-                    for statement in MIGRATIONS[version - 1]:
-                        self._conn.execute(statement)
-                    self._conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                                       (version, _now()))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                # Keep the original error: a failed ROLLBACK (no transaction left) says nothing new.
-                with suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-                raise
+    def _setup(self) -> None:
+        with self._transaction() as conn:
+            self._migrate(conn, "schema_version", MIGRATIONS, "schema")
 
     def _one(self, where: str, value: str) -> App | None:
         with self._guard():
@@ -123,13 +60,13 @@ class SqliteAppStore:
         return self._one("key", key)
 
     def create(self, app: App) -> App:
-        now = _now()
+        stamp = now()
         try:
             with self._guard():
                 self._conn.execute(
                     f"INSERT INTO apps ({_COLUMNS}, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (app.id, app.key, app.secret, app.name, int(app.enabled), settings_json(app),
-                     app.account_id, now, now))
+                     app.account_id, stamp, stamp))
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(app, exc) from exc
         return app.model_copy(deep=True)
@@ -141,7 +78,7 @@ class SqliteAppStore:
                     "UPDATE apps SET key = ?, secret = ?, name = ?, enabled = ?, settings = ?, account_id = ?, "
                     "updated_at = ? WHERE id = ?",
                     (app.key, app.secret, app.name, int(app.enabled), settings_json(app), app.account_id,
-                     _now(), app.id))
+                     now(), app.id))
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(app, exc) from exc
         if cursor.rowcount == 0:
@@ -159,10 +96,6 @@ class SqliteAppStore:
         with self._guard():
             cursor = self._conn.execute("DELETE FROM apps WHERE id = ?", (app_id,))
         return cursor.rowcount > 0
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
     # Defined last: inside the class body the name `list` would shadow the builtin in annotations.
     def list(self) -> builtins.list[App]:

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from vask.billing._sql import (
@@ -32,6 +27,8 @@ from vask.billing.plans import (
     Plan,
     PlanNotFound,
 )
+from vask.db.sqlite import SqliteDatabase
+from vask.db.sqlite import now as _now
 
 # Versioned apart from the app tables (their own schema_version), so the two evolve independently.
 # Each entry upgrades the billing schema by one version; append, never edit a released entry.
@@ -95,69 +92,14 @@ _ADD_ACCOUNT_MONTH = (
     "plan = COALESCE(excluded.plan, plan), updated_at = excluded.updated_at")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+class SqliteBillingStore(SqliteDatabase):
+    """The billing tables, next to the app tables in the same file, on the shared connection plumbing."""
 
+    error = BillingStoreError
 
-class SqliteBillingStore:
-    """One connection shared under a lock (the server calls from worker threads), as the app store does."""
-
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
-        self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
-        self._lock = threading.Lock()
-        try:
-            if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                         check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise BillingStoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        try:
-            with self._guard():
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                # In WAL mode NORMAL survives a crash of the process (kill -9); only an OS crash can lose
-                # the last commits. The crash bound of the usage ledger relies on this.
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        with self._lock:
-            try:
-                yield
-            except sqlite3.Error as exc:
-                raise BillingStoreError(f"SQLite database {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT under the lock: the write lock is taken up front, so read-then-write
-        steps (plan checks, migrations) cannot interleave with another process."""
-        with self._guard():
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                with suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-                raise
-
-    def _migrate(self) -> None:
+    def _setup(self) -> None:
         with self._transaction() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS billing_schema_version ("
-                         "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-            current = int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM billing_schema_version")
-                          .fetchone()[0])
-            if current > SCHEMA_VERSION:
-                raise BillingStoreError(f"SQLite database {self.path} has billing schema version {current}, "
-                                        f"newer than this Vask supports ({SCHEMA_VERSION}); upgrade Vask")
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO billing_schema_version VALUES (?, ?)", (version, _now()))
+            self._migrate(conn, "billing_schema_version", MIGRATIONS, "billing schema")
             # The defaults are created when missing and never overwritten: operators may have edited them.
             now = _now()
             conn.executemany(f"INSERT OR IGNORE INTO plans ({PLAN_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -249,6 +191,3 @@ class SqliteBillingStore:
                           "AND (? IS NULL OR account_id = ?) ORDER BY account_id", (month, account_id, account_id))
         return [account_month_from_row(row) for row in rows]
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
