@@ -125,6 +125,7 @@ class TestSqliteStore(PersistentAppStoreContract):
 def test_postgres_module_without_psycopg_explains_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     # A None entry in sys.modules makes `import psycopg` fail as if the package were not installed.
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    monkeypatch.delitem(sys.modules, "vask.apps.postgres", raising=False)
+    for module in ("vask.apps.postgres", "vask.db.postgres"):  # (the second holds the psycopg import)
+        monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(ImportError, match=r"vask\[postgres\]"):
         importlib.import_module("vask.apps.postgres")

@@ -39,7 +39,8 @@ def test_memory_url() -> None:
 
 def test_postgres_without_psycopg_is_a_store_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    monkeypatch.delitem(sys.modules, "vask.apps.postgres", raising=False)
+    for module in ("vask.apps.postgres", "vask.db.postgres"):  # (the second holds the psycopg import)
+        monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(AppStoreError, match=r"pip install 'vask\[postgres\]'"):
         open_store(Settings.load(None, database_url="postgresql://u@127.0.0.1/test"))
 

@@ -5,16 +5,7 @@ Importing this module needs the optional dependency: ``pip install 'vask[postgre
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, LiteralString, TypeVar
-
-try:
-    import psycopg
-    from psycopg import sql
-except ImportError as exc:  # pragma: no cover - the app store reports the same missing extra
-    raise ImportError("PostgreSQL support needs psycopg 3: pip install 'vask[postgres]'") from exc
+from typing import LiteralString
 
 from vask.billing._sql import (
     ACCOUNT_COLUMNS,
@@ -38,8 +29,7 @@ from vask.billing.plans import (
     Plan,
     PlanNotFound,
 )
-
-T = TypeVar("T")
+from vask.db.postgres import Connection, PostgresDatabase
 
 # Versioned apart from the app tables; append, never edit a released entry.
 MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
@@ -90,7 +80,6 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_MIGRATION_LOCK = 0x7661736B + 1  # not the app store's lock: the two migrate independently
 _ADD_APP_USAGE: LiteralString = (
     f"INSERT INTO usage_apps ({APP_USAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (month, account_id, app_id) DO UPDATE SET "
@@ -104,55 +93,19 @@ _ADD_ACCOUNT_MONTH: LiteralString = (
     "plan = COALESCE(excluded.plan, usage_accounts.plan), updated_at = now()")
 
 
-class PostgresBillingStore:
-    """One connection under a lock, as the app store; reads are retried once on a dropped connection.
+class PostgresBillingStore(PostgresDatabase):
+    """The billing tables on the shared PostgreSQL plumbing; reads are retried once on a dropped connection.
 
     ``record`` is not retried: if the connection drops during COMMIT the outcome is unknown, and the meter
     keeps the batch and writes it again, so such a failure can count a batch twice (never lose it).
     """
 
-    def __init__(self, url: str, *, schema: str | None = None, connect_timeout: int = 5) -> None:
-        self._url = url
-        self._schema = schema
-        self._connect_timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._closed = False
-        self._conn = self._connect()
-        try:
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
+    error = BillingStoreError
+    name = "billing store"
 
-    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
-        try:
-            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
-        except psycopg.Error as exc:
-            raise BillingStoreError(f"cannot connect to PostgreSQL: {exc}") from exc  # no URL: it may hold a password
-        if self._schema is not None:
-            try:
-                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
-            except psycopg.Error as exc:
-                conn.close()
-                raise BillingStoreError(f"PostgreSQL: {exc}") from exc
-        return conn
-
-    def _migrate(self) -> None:
-        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            if self._schema is not None:
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
-            conn.execute("CREATE TABLE IF NOT EXISTS billing_schema_version (version INTEGER PRIMARY KEY, "
-                         "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM billing_schema_version").fetchone()
-            current = int(row[0]) if row is not None else 0
-            if current > SCHEMA_VERSION:
-                raise BillingStoreError(f"PostgreSQL billing schema version {current} is newer than this Vask "
-                                        f"supports ({SCHEMA_VERSION}); upgrade Vask")
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO billing_schema_version (version) VALUES (%s)", (version,))
+    def _setup(self) -> None:
+        def work(conn: Connection) -> None:
+            self._migrate(conn, "billing_schema_version", MIGRATIONS, "billing schema")
             # Created when missing, never overwritten: operators may have edited them.
             with conn.cursor() as cursor:
                 cursor.executemany(f"INSERT INTO plans ({PLAN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
@@ -160,35 +113,7 @@ class PostgresBillingStore:
             conn.execute(f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
                          (DEFAULT_ACCOUNT.id, DEFAULT_ACCOUNT.name, DEFAULT_ACCOUNT.plan))
 
-        self._transaction(work, retry=False)
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        if self._closed:
-            raise BillingStoreError("the PostgreSQL billing store is closed")
-        if self._conn.broken or self._conn.closed:
-            self._conn = self._connect()
-        yield self._conn
-
-    def _transaction(self, work: Callable[[psycopg.Connection[tuple[Any, ...]]], T], *, retry: bool) -> T:
-        """Run ``work`` in one transaction under the lock. Domain errors pass through; driver errors become
-        BillingStoreError; a dropped connection is retried once when ``retry`` (reads only)."""
-        with self._lock:
-            for attempt in (1, 2):
-                with self._connection() as conn:
-                    try:
-                        with conn.transaction():
-                            return work(conn)
-                    except psycopg.OperationalError as exc:
-                        if retry and attempt == 1 and conn.broken:
-                            continue
-                        raise BillingStoreError(f"PostgreSQL: {exc}") from exc
-                    except psycopg.Error as exc:
-                        raise BillingStoreError(f"PostgreSQL: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _rows(self, query: LiteralString, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._transaction(lambda conn: conn.execute(query, params).fetchall(), retry=True)
+        self._run(work, retry=False)
 
     # -- plans ---------------------------------------------------------------------------------
 
@@ -200,7 +125,7 @@ class PostgresBillingStore:
         return plan_from_row(rows[0]) if rows else None
 
     def put_plan(self, plan: Plan) -> Plan:
-        self._transaction(lambda conn: conn.execute(
+        self._run(lambda conn: conn.execute(
             f"INSERT INTO plans ({PLAN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
             "monthly_fee_cents = excluded.monthly_fee_cents, included_broadcasts = excluded.included_broadcasts, "
             "max_connections = excluded.max_connections, "
@@ -219,25 +144,25 @@ class PostgresBillingStore:
         return account_from_row(rows[0]) if rows else None
 
     def create_account(self, account: Account) -> Account:
-        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        def work(conn: Connection) -> None:
             _check_plan(conn, account.plan)
             inserted = conn.execute(f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (%s, %s, %s) "
                                     "ON CONFLICT (id) DO NOTHING", (account.id, account.name, account.plan))
             if inserted.rowcount == 0:
                 raise AccountExists(f"an account with id {account.id!r} already exists")
 
-        self._transaction(work, retry=False)
+        self._run(work, retry=False)
         return account
 
     def update_account(self, account: Account) -> Account:
-        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        def work(conn: Connection) -> None:
             _check_plan(conn, account.plan)
             updated = conn.execute("UPDATE accounts SET name = %s, plan = %s, updated_at = now() WHERE id = %s",
                                    (account.name, account.plan, account.id))
             if updated.rowcount == 0:
                 raise AccountNotFound(f"no account with id {account.id!r}")
 
-        self._transaction(work, retry=False)
+        self._run(work, retry=False)
         return account
 
     # -- usage ---------------------------------------------------------------------------------
@@ -246,7 +171,7 @@ class PostgresBillingStore:
         if not batch:
             return
 
-        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        def work(conn: Connection) -> None:
             with conn.cursor() as cursor:
                 if batch.apps:
                     cursor.executemany(_ADD_APP_USAGE, [(u.account_id, u.app_id, u.month, u.broadcasts,
@@ -255,7 +180,7 @@ class PostgresBillingStore:
                     cursor.executemany(_ADD_ACCOUNT_MONTH, [(m.account_id, m.month, m.peak_connections,
                                                              plan_json(m.plan)) for m in batch.accounts])
 
-        self._transaction(work, retry=False)
+        self._run(work, retry=False)
 
     def month_totals(self, month: str) -> dict[str, int]:
         rows = self._rows("SELECT account_id, SUM(broadcasts) FROM usage_apps WHERE month = %s GROUP BY account_id",
@@ -274,12 +199,8 @@ class PostgresBillingStore:
                           (month, account_id, account_id))
         return [account_month_from_row(row) for row in rows]
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._conn.close()
 
 
-def _check_plan(conn: psycopg.Connection[tuple[Any, ...]], name: str) -> None:
+def _check_plan(conn: Connection, name: str) -> None:
     if conn.execute("SELECT 1 FROM plans WHERE name = %s", (name,)).fetchone() is None:
         raise PlanNotFound(f"no plan named {name!r} (see `vask plans list`)")
