@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from private_nats import free_port
 
 MASTERS = 3
 
@@ -22,12 +23,6 @@ def problem() -> str | None:
     return f"{' and '.join(missing)} not on PATH (Debian package redis-server)" if missing else None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _cli(port: int, *args: str, timeout: float = 10) -> str:
     return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True,
                           text=True, timeout=timeout, check=True).stdout
@@ -36,9 +31,9 @@ def _cli(port: int, *args: str, timeout: float = 10) -> str:
 class PrivateRedisCluster:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.ports = [_free_port() for _ in range(MASTERS)]
+        self.ports = [free_port() for _ in range(MASTERS)]
         # the cluster bus port, set explicitly: the default (port + 10000) may be taken or past 65535
-        self.bus_ports = [_free_port() for _ in range(MASTERS)]
+        self.bus_ports = [free_port() for _ in range(MASTERS)]
         self.processes: list[subprocess.Popen[bytes]] = []
 
     @property

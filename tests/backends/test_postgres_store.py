@@ -1,48 +1,27 @@
 """PostgresAppStore against a real PostgreSQL server, each test in its own throwaway schema.
 
-The server is taken from VASK_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test); when
-it cannot be reached every test here is skipped with the connection error as the reason.
+The server and the schemas come from postgres_fixtures (VASK_TEST_DATABASE_URL); when it cannot be reached
+every test here is skipped with the connection error as the reason.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from app_store_contract import PersistentAppStoreContract
 from vask.apps.base import App, AppSettings, AppStore, AppStoreError
-from vask.config import mask_url
 
 pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'vask[postgres]')")
 import psycopg
+from postgres_fixtures import URL, admin_fixture, schema_fixture  # noqa: F401  (fixtures)
 from psycopg import sql
 
 from vask.apps import postgres as pg_store
 from vask.apps.postgres import PostgresAppStore
 
 pytestmark = pytest.mark.postgres
-
-URL = os.environ.get("VASK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="module")
-def admin() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    try:
-        conn = psycopg.connect(URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {mask_url(URL)}: {exc}")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def schema(admin: psycopg.Connection[tuple[object, ...]]) -> Iterator[str]:
-    name = f"vask_test_{uuid.uuid4().hex[:12]}"
-    yield name
-    admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 class TestPostgresStore(PersistentAppStoreContract):

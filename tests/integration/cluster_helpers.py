@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -30,26 +29,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from conftest import TestApp, VaskServer, create_apps, start_server
+from private_nats import NATS_SERVER, NATS_URL, REDIS_URL, free_port, reachable
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-NATS_URL = "nats://127.0.0.1:4222"
-NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 NODE_TIMEOUT = 2.0  # VASK_NODE_TIMEOUT for every cluster here: dead nodes are noticed within seconds
 
 APP = {"id": "515151", "key": "cluster-key", "secret": "cluster-secret",
        "client_events": True, "subscription_count_events": True}
-
-
-def reachable(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-        return True
-    return False
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def broker_problem(kind: str) -> str | None:

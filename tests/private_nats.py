@@ -1,4 +1,4 @@
-"""Reaching the machine's Redis and NATS, and a nats-server of a test's own that it may kill and restart."""
+"""Reaching the machine's Redis and NATS, free ports, and a nats-server of a test's own that it may kill and restart."""
 
 from __future__ import annotations
 
