@@ -118,7 +118,8 @@ class Settings(BaseSettings):
         description="Seconds between writes of metered usage to the store; a crash (kill -9) loses at most "
                     "this much usage. Quotas are checked in memory whatever the value.")
     admin_port: int = Field(default=9601, ge=0, le=65535,
-                            description="Port of the admin HTTP API (usage, statements), on host; 0: any free port.")
+                            description="Port of the admin HTTP API (usage, statements, metrics), on host; 0: any "
+                                        "free port. With --workers N, worker i listens on admin_port + i.")
     admin_token: str | None = Field(
         default=None, description="Bearer token of the admin HTTP API; unset: the admin API is off.")
     # Webhooks (vask.webhooks). Webhook URLs are chosen by whoever manages an app, so by default they may not
@@ -213,6 +214,13 @@ class Settings(BaseSettings):
     def _ssl_pair(self) -> Settings:
         if (self.ssl_cert is None) != (self.ssl_key is None):
             raise ValueError("ssl_cert and ssl_key must be given together")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_ports(self) -> Settings:
+        if self.admin_token and self.admin_port and self.admin_port + self.workers - 1 > 65535:
+            raise ValueError(f"admin_port {self.admin_port} leaves no port for each of the {self.workers} workers "
+                             "(worker i uses admin_port + i)")
         return self
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ from cluster_helpers import (  # noqa: F401  (fixtures)
 )
 
 from conftest import VaskServer
+from private_nats import free_port
 from vask.cluster import sync
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -338,6 +340,59 @@ async def test_workers_share_one_port_and_deliver_exactly_once(cluster_factory: 
     await asyncio.sleep(QUIET)
     assert all(len(client.find("hello")) == 1 for client in clients)
     await close_all(clients)
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """A port P such that P .. P+count-1 are free right now (for the workers' admin ports)."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        if base + count - 1 > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no run of free ports")
+
+
+def _metrics(port: int) -> dict[str, float]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer t0ken"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+
+
+async def test_each_worker_exposes_its_metrics_on_a_port_of_its_own(cluster_factory: Any, broker: str) -> None:
+    cluster: Cluster = cluster_factory(broker)
+    admin = _consecutive_free_ports(2)
+    server = cluster.node("--workers", "2", listeners=2,
+                          env={"VASK_ADMIN_TOKEN": "t0ken", "VASK_ADMIN_PORT": str(admin)})
+    clients = await open_clients(server, 8)
+    for client in clients:
+        await client.subscribe("metered")
+    for _ in range(6):  # fresh HTTP connections: SO_REUSEPORT spreads them over the workers
+        await call(server.pusher().trigger, "metered", "tick", {})
+    for client in clients:
+        await eventually(lambda c=client: _wait_count(c, "tick", 6), timeout=5)
+
+    async def summed() -> None:
+        per_worker = [await asyncio.to_thread(_metrics, admin + i) for i in range(2)]
+        # each worker counts the broadcasts published through it, once; together, every one
+        assert sum(m["vask_broadcasts_total"] for m in per_worker) == 6, per_worker
+        assert sum(m["vask_connections"] for m in per_worker) == 8, per_worker
+
+    await eventually(summed, timeout=5)
+    await close_all(clients)
+
+
+async def _wait_count(client: Client, event: str, count: int) -> None:
+    assert len(client.find(event)) == count
 
 
 async def test_deployments_with_different_prefixes_do_not_see_each_other(cluster_factory: Any,

@@ -184,3 +184,11 @@ def test_secret_mask_keeps_unset_visible() -> None:
     assert secret_mask("abc") == MASK
     assert secret_mask("") == ""
     assert secret_mask(None) is None
+
+
+def test_workers_need_an_admin_port_each() -> None:
+    ok = Settings.load(None, admin_token="t", admin_port=65534, workers=2, broker="redis://127.0.0.1:6379")
+    assert (ok.admin_port, ok.workers) == (65534, 2)
+    with pytest.raises(ConfigError, match="admin_port 65535 leaves no port"):
+        Settings.load(None, admin_token="t", admin_port=65535, workers=2, broker="redis://127.0.0.1:6379")
+    assert Settings.load(None, admin_port=65535, workers=2, broker="redis://x:1").workers == 2  # admin API off

@@ -164,11 +164,10 @@ def create_app(store: BillingStore, token: str, meter: Meter | None = None,
     return app
 
 
-async def start(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> tuple[web.AppRunner, int]:
+async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve ``app``; return the runner (``await runner.cleanup()`` to stop) and the port it listens on."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    # Several --workers processes share the port, as they share the data plane's.
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     return runner, int(runner.addresses[0][1])

@@ -143,8 +143,7 @@ async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter,
 
     assert settings.admin_token is not None
     app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats)
-    runner, port = await api.start(app, settings.host,
-                                   settings.admin_port, reuse_port=settings.workers > 1)
+    runner, port = await api.start(app, settings.host, settings.admin_port)
     print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics (bearer token required)",
           flush=True)
     return runner

@@ -21,8 +21,13 @@ def _child(data: dict[str, Any], index: int) -> None:
     from vask.server.main import run
 
     settings = Settings.model_validate(data)
+    update: dict[str, Any] = {}
     if settings.node_id:
-        settings = settings.model_copy(update={"node_id": f"{settings.node_id}-w{index}"})
+        update["node_id"] = f"{settings.node_id}-w{index}"
+    if settings.admin_port:
+        # A port of its own per worker: /metrics counts one process, so each must be reachable for scraping.
+        update["admin_port"] = settings.admin_port + index
+    settings = settings.model_copy(update=update)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into one SIGTERM per worker
     run(settings)
 
