@@ -15,37 +15,15 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from private_nats import NATS_SERVER, NATS_URL, PrivateNats, free_port, reachable
+from broker_helpers import Node, eventually
 
+from private_nats import NATS_SERVER, NATS_URL, PrivateNats, free_port, reachable
 from vask.broker.base import BrokerUnavailable
 from vask.broker.nats import NatsBroker
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 needs_server = pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="nats-server is not installed")
-
-
-class Node:
-    """What a cluster node hands the broker: a receiver and a reconnected callback, both recorded."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self.reconnects = 0
-        self.arrived = asyncio.Event()
-
-    def receive(self, payload: bytes) -> None:
-        self.received.append(payload)
-        self.arrived.set()
-
-    async def reconnected(self) -> None:
-        self.reconnects += 1
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def publish_until_received(broker: NatsBroker, node: Node, payload: bytes, timeout: float = 10.0) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from broker_helpers import Node, eventually
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -22,25 +23,6 @@ from vask.broker.base import BrokerUnavailable
 from vask.broker.redis import RedisBroker, parse_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
-
-
-class Node:
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self.reconnects = 0
-
-    def receive(self, payload: bytes) -> None:
-        self.received.append(payload)
-
-    async def reconnected(self) -> None:
-        self.reconnects += 1
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 Started = Callable[[str, str], Awaitable[tuple[RedisBroker, Node]]]
