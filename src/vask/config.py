@@ -154,6 +154,13 @@ class Settings(BaseSettings):
                                        "(per node).")
     webhook_shutdown_grace: float = Field(
         default=5.0, ge=0, description="Seconds a graceful shutdown waits for pending webhooks to be delivered.")
+    # pusher-js' HTTP fallback transports (vask.server.xhr): xhr_streaming and xhr_polling sessions.
+    http_session_timeout: float = Field(
+        default=5.0, gt=0, le=600, description="Seconds an HTTP-transport session lives without a receive "
+                                                "request (a poll or a stream) before it counts as gone.")
+    http_heartbeat_interval: float = Field(
+        default=25.0, gt=0, le=300, description="Seconds between heartbeats on an open stream; a long poll is "
+                                                "answered with a heartbeat after this long without messages.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -169,8 +169,9 @@ const commands = {
     };
   },
   state() {
+    const current = pusher.connection.connection;
     return { state: pusher.connection.state, socket_id: pusher.connection.socket_id || null,
-      user: pusher.user.user_data };
+      user: pusher.user.user_data, transport: current && current.transport ? current.transport.name : null };
   },
   sync() {
     // Round trip through the server: frames on one connection are handled in order, so once the pong

@@ -24,11 +24,12 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from vask.core.connection import Connection
-from vask.protocol import frames
+from vask.protocol import frames, sockjs
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
-from vask.server import websocket
+from vask.server import websocket, xhr
 from vask.server.node import ServerState
 from vask.server.routes import Response, respond, respond_async
+from vask.server.xhr_session import Receiver
 
 log = logging.getLogger("vask.http")
 
@@ -46,12 +47,13 @@ class HttpRequest:
     body: bytes
     keep_alive: bool
     upgrade: bool
+    version: str = "1.1"
 
 
 class HttpProtocol(asyncio.Protocol):
     # Slots and dropping the HTTP parser after the upgrade keep an idle WebSocket small (BENCHMARKS.md).
     __slots__ = ("body", "body_size", "busy", "conn", "early", "fragments", "header_bytes", "headers", "loop",
-                 "metered", "opening", "parser", "queue", "state", "timer", "transport", "url", "ws")
+                 "metered", "opening", "parser", "queue", "receiver", "state", "timer", "transport", "url", "ws")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -72,6 +74,7 @@ class HttpProtocol(asyncio.Protocol):
         self.early: list[bytes] = []  # frames that arrive before the Pusher handshake finished
         self.metered: tuple[str, str] | None = None  # (account, app) the meter counts this connection under
         self.opening = False
+        self.receiver: Receiver | None = None  # a held receive request of pusher-js' HTTP transports
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -87,6 +90,10 @@ class HttpProtocol(asyncio.Protocol):
             self.state.hub.remove(self.conn)
             self.conn.closing = True
         self._release_metered()
+        receiver = self.receiver
+        if receiver is not None and receiver.session is not None:
+            self.receiver = None
+            receiver.session.detach(receiver, self.state.clock())
 
     def data_received(self, data: bytes) -> None:
         if self.ws is not None:
@@ -148,7 +155,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         path, _, query = self.url.decode("latin-1").partition("?")
         request = HttpRequest(self.parser.get_method().decode(), path, query, self.headers,
-                              b"".join(self.body), self.parser.should_keep_alive(), self.parser.should_upgrade())
+                              b"".join(self.body), self.parser.should_keep_alive(), self.parser.should_upgrade(),
+                              self.parser.get_http_version())
         self.queue.append(request)
         if not self.busy:
             self._drain()
@@ -162,6 +170,17 @@ class HttpProtocol(asyncio.Protocol):
                 self.queue.clear()
                 self._upgrade(request)
                 return
+            if sockjs.is_transport_path(request.path) and not request.upgrade:
+                del self.queue[0]
+                try:
+                    response = xhr.handle(self, request)
+                except Exception:
+                    log.exception("error answering %s %s", request.method, request.path)
+                    response = Response.error(500, "Internal server error")
+                if response is None:
+                    return  # held: release() answers it and carries on with the queue
+                self._write_response(response, request.keep_alive)
+                continue
             try:
                 response = respond(self.state, request)
             except Exception:  # a bug must cost one request, not the connection or the process
@@ -204,6 +223,32 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write(head.encode() + b"\r\n" + response.body)
         if not keep_alive:
             self.transport.close()
+
+    # -- held requests (pusher-js' HTTP transports, vask.server.xhr) --------------------------
+
+    def hold(self, receiver: Receiver | None = None) -> None:
+        """Answer the current request later; requests behind it wait (HTTP/1.1 answers in order)."""
+        self.busy = True
+        self.receiver = receiver
+        self._disarm()
+
+    def release(self, response: Response | None, keep_alive: bool) -> None:
+        """The held request is answered (``response``), or its stream was ended: carry on with the next."""
+        self.busy = False
+        self.receiver = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if response is not None:
+            self._write_response(response, keep_alive)
+        elif not keep_alive or self.state.shutting_down:
+            transport.close()
+        if not transport.is_closing():
+            self._drain()
+
+    def write_raw(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def _fail(self, status: HTTPStatus, message: str) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -20,6 +20,7 @@ from vask.config import Settings, mask_url
 from vask.core.observer import Observers
 from vask.factory import ensure_default_app, make_hub, make_usage_counters, open_billing_store, open_store
 from vask.protocol import constants as c
+from vask.server import xhr_session
 from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
 from vask.server.node import Flusher, ServerState
@@ -155,6 +156,7 @@ async def _sweep(state: ServerState) -> None:
         await asyncio.sleep(state.settings.sweep_interval)
         try:
             state.hub.sweep(state.clock(), state.settings.pong_timeout)
+            xhr_session.sweep(state, state.clock())
             if time.monotonic() - refreshed >= max(state.settings.app_cache_ttl, 0.5):
                 refreshed = time.monotonic()
                 # Open connections follow changes made with `vask apps ...` (settings, disable, delete).

@@ -18,6 +18,7 @@ from vask.server.routes import RateLimits
 if TYPE_CHECKING:
     from vask.billing.meter import Meter
     from vask.server.http import HttpProtocol
+    from vask.server.xhr_session import XhrSession
 
 
 class Flusher:
@@ -64,3 +65,4 @@ class ServerState:
     shutting_down: bool = False
     protocols: set[HttpProtocol] = field(default_factory=set)
     meter: Meter | None = None  # usage and account quotas (vask.billing); None: nothing metered
+    http_sessions: dict[str, XhrSession] = field(default_factory=dict)  # pusher-js' HTTP transports, by key/id

@@ -21,6 +21,7 @@ from vask.protocol import frames
 if TYPE_CHECKING:
     from vask.server.http import HttpProtocol
     from vask.server.node import ServerState
+    from vask.server.xhr_session import XhrSession
 
 log = logging.getLogger("vask.ws")
 
@@ -71,7 +72,7 @@ def app_error(key: str, app: App | None, state: ServerState) -> tuple[int, str] 
     return None
 
 
-def establish(proto: HttpProtocol, app: App, state: ServerState) -> Connection:
+def establish(proto: HttpProtocol | XhrSession, app: App, state: ServerState) -> Connection:
     now = state.clock()
     conn = Connection(app, proto, state.flusher, now, state.settings.max_outbox_bytes)
     state.hub.add(conn)
