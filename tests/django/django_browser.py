@@ -85,10 +85,10 @@ class DemoSite:
                 self.process.wait()
 
 
-def start_demo(vask_url: str, database: Path) -> DemoSite:
+def start_demo(vask_url: str, database: Path, env: dict[str, str] | None = None) -> DemoSite:
     port = free_port()
     env = {**os.environ, "VASK_URL": vask_url, "DEMO_DB": str(database), "DEMO_DEBUG": "1",
-           "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "demo_project.settings"}
+           "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "demo_project.settings", **(env or {})}
     process = subprocess.Popen([sys.executable, "manage.py", "rundemo", f"127.0.0.1:{port}"], cwd=DEMO_DIR,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     site = DemoSite(f"http://127.0.0.1:{port}", env, process)

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import Client, RequestFactory
 from django_test_support import TEST_VASK, alice_fixture  # noqa: F401  (fixtures)
@@ -40,8 +41,10 @@ def test_page_gets_the_pusher_js_options_and_its_csrf_token(alice: Any) -> None:
     assert config == {
         "key": "test-key",
         "options": {
-            "wsHost": "127.0.0.1", "wsPort": 6001, "wssPort": 6001, "forceTLS": False,
-            "enabledTransports": ["ws", "wss"], "cluster": "",
+            "wsHost": "127.0.0.1", "wsPort": 6001, "wssPort": 6001, "forceTLS": False, "cluster": "",
+            # the HTTP fallback goes to Vask too, never to pusher-js' default sockjs.pusher.com
+            "httpHost": "127.0.0.1", "httpPort": 6001, "httpsPort": 6001, "httpPath": "/pusher",
+            "enabledTransports": ["ws", "wss", "xhr_streaming", "xhr_polling"],
             # the endpoints come from vask.contrib.django.urls as included by the project
             "channelAuthorization": {"endpoint": "/pusher/auth", "transport": "ajax",
                                      "headers": {"X-CSRFToken": token}},
@@ -72,6 +75,22 @@ def test_public_browser_endpoint_and_custom_auth_urls(settings: Any) -> None:
         "ws.example.com", 443, 443, True)
     assert options["channelAuthorization"] == {"endpoint": "/api/rt/auth", "transport": "ajax", "headers": {}}
     assert options["userAuthentication"]["endpoint"] == "/api/rt/signin"
+    # the fallback follows the browser endpoint unless told otherwise
+    assert (options["httpHost"], options["httpPort"], options["httpsPort"]) == ("ws.example.com", 443, 443)
+
+
+def test_http_fallback_options(settings: Any) -> None:
+    settings.VASK = {**TEST_VASK, "WS_HOST": "ws.example.com", "HTTP_HOST": "rt.example.com", "HTTP_PORT": "8443",
+                     "HTTP_PATH": "/realtime"}
+    options = parsed(render("{% vask_config %}"))[1]["options"]
+    assert (options["httpHost"], options["httpPort"], options["httpsPort"], options["httpPath"]) == (
+        "rt.example.com", 8443, 8443, "/realtime")
+    settings.VASK = {**TEST_VASK, "HTTP_FALLBACK": "false"}
+    options = parsed(render("{% vask_config %}"))[1]["options"]
+    assert options["enabledTransports"] == ["ws", "wss"] and "httpHost" not in options
+    settings.VASK = {**TEST_VASK, "HTTP_PATH": "realtime/"}
+    with pytest.raises(ImproperlyConfigured, match="HTTP_PATH"):
+        render("{% vask_config %}")
 
 
 def test_hosted_pusher_options(settings: Any) -> None:

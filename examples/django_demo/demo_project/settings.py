@@ -66,6 +66,12 @@ STATICFILES_DIRS = [("pusher-js", BASE_DIR / "node_modules" / "pusher-js" / "dis
 VASK = {
     "URL": os.environ.get("VASK_URL", "http://demo-key:demo-secret@127.0.0.1:6001/apps/1000001"),
     "USER_INFO": "demo.identity.member_info",  # name, initials and colour for the presence avatars
+    # What the browser connects to, when it differs from VASK_URL (unset: the same host and port). The HTTP
+    # fallback (for networks that block WebSockets) goes to Vask as well.
+    "WS_HOST": os.environ.get("VASK_WS_HOST"),
+    "WS_PORT": os.environ.get("VASK_WS_PORT"),
+    "HTTP_HOST": os.environ.get("VASK_HTTP_HOST"),
+    "HTTP_PORT": os.environ.get("VASK_HTTP_PORT"),
 }
 
 LOGGING = {

@@ -34,10 +34,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6001  # `vask serve` listens here, with or without TLS
 
 _STRINGS = ("APP_ID", "KEY", "SECRET", "HOST", "CLUSTER", "ENCRYPTION_MASTER_KEY_BASE64", "WS_HOST",
-            "CHANNEL_AUTH_ENDPOINT", "USER_AUTH_ENDPOINT", "USER_ID", "USER_INFO", "USER_DATA", "AUTHORIZERS")
-_INTS = ("PORT", "WS_PORT")
+            "CHANNEL_AUTH_ENDPOINT", "USER_AUTH_ENDPOINT", "USER_ID", "USER_INFO", "USER_DATA", "AUTHORIZERS",
+            "HTTP_HOST", "HTTP_PATH")
+_INTS = ("PORT", "WS_PORT", "HTTP_PORT")
 _FLOATS = ("TIMEOUT", "WEBHOOK_MAX_AGE")
-_BOOLS = ("USE_TLS", "WS_USE_TLS")
+_BOOLS = ("USE_TLS", "WS_USE_TLS", "HTTP_FALLBACK")
 KNOWN_KEYS = frozenset(("URL", *_STRINGS, *_INTS, *_FLOATS, *_BOOLS))
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
@@ -67,6 +68,12 @@ class VaskSettings:
     user_info: str | None = None
     user_data: str | None = None
     authorizers: str | None = None  # dotted path of a ChannelRegistry; default: registry.authorizers
+    # pusher-js' HTTP fallback (xhr_streaming, xhr_polling) for networks that block WebSockets: served by Vask on
+    # its own port. Left unset, pusher-js would send it to Pusher's sockjs hosts.
+    http_fallback: bool = True
+    http_host: str | None = None
+    http_port: int | None = None
+    http_path: str = "/pusher"
 
     @property
     def hosted_pusher(self) -> bool:
@@ -165,7 +172,17 @@ def build_settings(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | N
         webhook_max_age=values.get("WEBHOOK_MAX_AGE", 300.0),
         user_id=values.get("USER_ID"), user_info=values.get("USER_INFO"), user_data=values.get("USER_DATA"),
         authorizers=values.get("AUTHORIZERS"),
+        http_fallback=values.get("HTTP_FALLBACK", True),
+        http_host=values.get("HTTP_HOST", values.get("WS_HOST", host)),
+        http_port=values.get("HTTP_PORT", values.get("WS_PORT", port)),
+        http_path=_http_path(values.get("HTTP_PATH", "/pusher")),
     )
+
+
+def _http_path(path: str) -> str:
+    if path and (not path.startswith("/") or path.endswith("/")):
+        raise ImproperlyConfigured(f"VASK['HTTP_PATH'] must start with / and not end with one, got {path!r}")
+    return path
 
 
 @lru_cache(maxsize=1)

@@ -37,10 +37,16 @@ def pusher_options(config: VaskSettings, request: HttpRequest | None = None) -> 
     else:
         options.update(
             wsHost=config.ws_host, wsPort=config.ws_port, wssPort=config.ws_port, forceTLS=config.ws_use_tls,
-            # Vask speaks WebSocket only; without this pusher-js may fall back to Pusher's HTTP transports.
-            enabledTransports=["ws", "wss"],
             cluster=config.cluster or "",  # pusher-js requires the option; a self-hosted server ignores it
         )
+        if config.http_fallback:
+            # Where WebSockets are blocked pusher-js falls back to HTTP: to Vask, never to Pusher's sockjs hosts
+            # (its httpHost default, even with wsHost set).
+            options.update(httpHost=config.http_host, httpPort=config.http_port, httpsPort=config.http_port,
+                           httpPath=config.http_path,
+                           enabledTransports=["ws", "wss", "xhr_streaming", "xhr_polling"])
+        else:
+            options["enabledTransports"] = ["ws", "wss"]
     options["channelAuthorization"] = {
         "endpoint": _endpoint(config.channel_auth_endpoint, "vask:channel-auth", DEFAULT_CHANNEL_AUTH_ENDPOINT),
         "transport": "ajax", "headers": headers}
