@@ -186,7 +186,8 @@ async def shutdown(state: ServerState, server: asyncio.Server) -> None:
         if proto.ws is None and not proto.queue and proto.transport is not None:
             proto.transport.close()  # idle keep-alive HTTP connections
     deadline = time.monotonic() + state.settings.shutdown_grace
-    while any(p.ws is not None for p in state.protocols) and time.monotonic() < deadline:
+    # HTTP-transport sessions leave the registry once their close line went out (on the next poll) or they expired.
+    while (any(p.ws is not None for p in state.protocols) or state.http_sessions) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # close handshakes in flight; the listener still answers /ready with 503
     server.close()
     while state.protocols and time.monotonic() < deadline:
