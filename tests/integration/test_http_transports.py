@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import threading
 import time
 import urllib.request
@@ -208,3 +209,16 @@ def test_session_churn_returns_to_baseline(tight: Any) -> None:
         wave(100)
     grown = _rss_kib(tight.process.pid) - baseline
     assert grown < 4096, f"RSS grew by {grown} KiB over 300 sessions"
+
+
+def test_an_http_1_0_stream_is_unchunked_and_ends_by_closing(server: Any) -> None:
+    # nginx speaks HTTP/1.0 upstream unless told proxy_http_version 1.1: no chunked encoding there
+    path = new_session_path(server.app.key)
+    with socket.create_connection((server.host, server.port), timeout=5) as raw:
+        raw.sendall(f"POST {path}/xhr_streaming?protocol=7&t=1&n=1 HTTP/1.0\r\nContent-Length: 0\r\n\r\n".encode())
+        data = b""
+        while data.count(b"\n") < 2 or b"connection_established" not in data:
+            data += raw.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding" not in head and b"Connection: close" in head
+        assert body.startswith(b"o\na[")

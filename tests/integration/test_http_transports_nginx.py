@@ -82,7 +82,7 @@ def nginx(server: Any, tmp_path: Path) -> Iterator[int]:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"nginx did not start: {output}\n{(tmp_path / 'error.log').read_text()}")
+                raise RuntimeError(f"nginx did not start: {output}\n{(tmp_path / 'error.log').read_text()}") from None
             time.sleep(0.05)
     yield port
     process.terminate()

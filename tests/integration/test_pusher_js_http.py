@@ -11,6 +11,7 @@ import socket
 from typing import Any
 
 import pytest
+from cluster_helpers import cluster_factory_fixture  # noqa: F401
 from js_helpers import (  # noqa: F401
     JsClient,
     JsHarness,
@@ -168,3 +169,21 @@ def test_unknown_app_key_is_refused_with_4001(server: Any, js: JsHarness, transp
     # as over a WebSocket: 4001 is in 4000-4099, pusher-js gives up instead of reconnecting
     client.wait_for(type="state", current="disconnected")
     assert client.find(type="connected") == []
+
+
+def test_http_sessions_across_a_cluster(cluster_factory: Any, js: JsHarness) -> None:
+    # an HTTP session on node b is an ordinary member of the cluster: presence and delivery across nodes
+    from cluster_helpers import REDIS_URL, broker_problem
+
+    problem = broker_problem("redis")
+    if problem:
+        pytest.skip(problem)
+    a, b = cluster_factory(REDIS_URL).start(2)
+    ann = js.client(a, name="ann@a", presence={"user_id": "ann", "user_info": {}})
+    bob = http_client(js, b, "xhr_streaming", name="bob@b", presence={"user_id": "bob", "user_info": {}})
+    ann.subscribe("presence-x")
+    bob.subscribe("presence-x")
+    wait_until(lambda: ann.members("presence-x")["count"] == 2, what="ann sees bob across nodes")
+    a.pusher().trigger("presence-x", "hello", {"via": "a"})
+    assert bob.wait_for(type="event", channel="presence-x", event="hello")["data"] == {"via": "a"}
+    assert sorted(u["id"] for u in a.pusher().users_info("presence-x")["users"]) == ["ann", "bob"]
