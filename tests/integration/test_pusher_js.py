@@ -31,7 +31,7 @@ def test_connect_reports_state_and_socket_id(server: Any, js: JsHarness) -> None
     socket_id = client.connect()
     assert socket_id is not None and SOCKET_ID.match(socket_id), socket_id
     assert client.wait_for(type="state", current="connected")["previous"] == "connecting"
-    assert client.state() == {"state": "connected", "socket_id": socket_id, "user": None}
+    assert client.state() == {"state": "connected", "socket_id": socket_id, "user": None, "transport": "ws"}
     # a second client gets a different socket id
     assert js.client(server).socket_id != socket_id
 
