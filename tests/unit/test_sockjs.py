@@ -57,3 +57,16 @@ def test_request_number() -> None:
     assert sockjs.request_number("t=1") is None
     assert sockjs.request_number("n=-1") is None
     assert sockjs.request_number("n=" + "9" * 16) is None
+
+
+def test_a_broadcast_is_framed_for_http_once() -> None:
+    from vask.server.xhr_session import encode
+
+    data = frames.ws_frame(frames.encode("e", "é", "c"))
+    line, chunk, chars = encode(data)
+    assert encode(data) is encode(data)  # the same bytes object (one publish, many sessions): computed once
+    assert line == sockjs.array_frame([frames.encode("e", "é", "c")])
+    assert chunk == b"%x\r\n%b\r\n" % (len(line), line)
+    assert chars == len(line.decode())  # what JavaScript's responseText.length counts
+    other = frames.ws_frame(frames.encode("e", "x", "c"))
+    assert encode(other)[0] != line

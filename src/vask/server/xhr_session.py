@@ -27,6 +27,27 @@ SEND_WINDOW = 32  # xhr_send request numbers remembered per session, to refuse r
 STREAM_TYPE = "application/javascript; charset=UTF-8"
 
 
+Encoded = tuple[bytes, bytes, int]  # the a[...] line, the same as an HTTP/1.1 chunk, its length in UTF-16 units
+_last: tuple[bytes, Encoded] = (b"", (b"", b"", 0))
+
+
+def text_length(data: bytes) -> int:
+    """The length pusher-js sees (JavaScript strings count UTF-16 units)."""
+    return len(data) if data.isascii() else len(data.decode().encode("utf-16-le")) // 2
+
+
+def encode(data: bytes) -> Encoded:
+    """The stream line for pre-framed WebSocket bytes. A broadcast hands the same bytes object to every
+    subscriber in one pass, so the last one is kept: a publish is framed for HTTP once, not per session."""
+    global _last
+    if _last[0] is data:
+        return _last[1]
+    line = sockjs.array_frame(sockjs.unwrap_ws_frames(data))
+    encoded = (line, b"%x\r\n%b\r\n" % (len(line), line), text_length(line))
+    _last = (data, encoded)
+    return encoded
+
+
 class Receiver:
     """One held receive request: a streaming response that stays open, or a long poll answered once."""
 
@@ -59,8 +80,14 @@ class Receiver:
             self.finish(data)
             return
         self.last_write = now
-        self.sent += len(data) if data.isascii() else len(data.decode().encode("utf-16-le")) // 2
+        self.sent += text_length(data)
         self.proto.write_raw(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+
+    def send_encoded(self, encoded: Encoded, now: float) -> None:
+        """``send`` for a stream, with the line already framed (see ``encode``)."""
+        self.last_write = now
+        self.sent += encoded[2]
+        self.proto.write_raw(encoded[1] if self.chunked else encoded[0])
 
     @property
     def full(self) -> bool:
@@ -106,12 +133,11 @@ class XhrSession:
     # -- Peer --------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        payloads = sockjs.unwrap_ws_frames(data)
         receiver = self.receiver
         if receiver is not None and receiver.streaming and not self.pending and not receiver.full:
-            receiver.send(sockjs.array_frame(payloads), self.state.clock())
+            receiver.send_encoded(encode(data), self.state.clock())
             return
-        self.pending.extend(payloads)
+        self.pending.extend(sockjs.unwrap_ws_frames(data))
         self.pending_size += len(data)
         self.deliver()
 
