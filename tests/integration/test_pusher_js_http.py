@@ -80,7 +80,8 @@ def test_private_channel_and_client_events(server: Any, js: JsHarness, transport
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_presence_and_signin(server: Any, js: JsHarness, transport: str) -> None:
+def test_presence_and_signin(server_factory: Any, js: JsHarness, transport: str) -> None:
+    server = server_factory(None, env={"VASK_HTTP_SESSION_TIMEOUT": "1", "VASK_SWEEP_INTERVAL": "0.2"})
     ann = js.client(server, name="ann", presence={"user_id": "ann", "user_info": {"n": "Ann"}})
     bob = http_client(js, server, transport, name="bob", presence={"user_id": "bob", "user_info": {"n": "Bob"}},
                       user={"id": "bob", "watchlist": ["ann"]})
@@ -93,8 +94,8 @@ def test_presence_and_signin(server: Any, js: JsHarness, transport: str) -> None
     server.pusher().send_to_user("bob", "hello", {"to": "bob"})
     assert bob.wait_for(type="user_event", event="hello")["data"] == {"to": "bob"}
     assert [u["id"] for u in server.pusher().users_info("presence-lobby")["users"]] == ["ann", "bob"]
-    bob.disconnect()  # pusher-js just drops its requests: the session expires (http_session_timeout, 5 s)
-    removed = ann.wait_for(type="event", event="pusher:member_removed", timeout=10)
+    bob.disconnect()  # pusher-js just drops its requests: the session expires (http_session_timeout, here 1 s)
+    removed = ann.wait_for(type="event", event="pusher:member_removed", timeout=5)
     assert removed["data"] == {"id": "bob", "info": {"n": "Bob"}}
 
 
