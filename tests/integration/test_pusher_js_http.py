@@ -7,6 +7,7 @@ Every scenario runs on both transports: an HTTP session is a full Pusher connect
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -17,6 +18,7 @@ from js_helpers import (  # noqa: F401
     JsHarness,
     error_code,
     js_fixture,
+    master_key_b64,
     node_env_fixture,
     wait_subscription_count,
     wait_until,
@@ -188,3 +190,39 @@ def test_http_sessions_across_a_cluster(cluster_factory: Any, js: JsHarness) -> 
     a.pusher().trigger("presence-x", "hello", {"via": "a"})
     assert bob.wait_for(type="event", channel="presence-x", event="hello")["data"] == {"via": "a"}
     assert sorted(u["id"] for u in a.pusher().users_info("presence-x")["users"]) == ["ann", "bob"]
+
+
+def test_encrypted_and_cache_channels_and_the_watchlist(server: Any, js: JsHarness) -> None:
+    key = master_key_b64()
+    api = server.pusher(encryption_master_key_base64=key)
+    ann = http_client(js, server, "xhr_streaming", name="ann", auth_signer=api,
+                      user={"id": "ann", "watchlist": ["bob"]})
+    ann.subscribe("private-encrypted-x")
+    payload = {"secret": "only for you"}
+    api.trigger("private-encrypted-x", "sealed", payload)
+    assert ann.wait_for(type="event", channel="private-encrypted-x", event="sealed")["data"] == payload
+    assert "only for you" not in json.dumps(ann.find(type="raw"))  # ciphertext relayed as is
+    # cache channels: the last event replayed to a new subscriber, a miss reported when there is none
+    ann.subscribe("cache-empty")
+    ann.wait_for(type="event", channel="cache-empty", event="pusher:cache_miss")
+    api.trigger("cache-scores", "score", {"home": 2})
+    ann.subscribe("cache-scores")
+    assert ann.wait_for(type="event", channel="cache-scores", event="score")["data"] == {"home": 2}
+    # watchlist: bob (over polling) signs in and ann is told he is online
+    ann.signin()
+    ann.wait_for(type="message", event="pusher:signin_success")
+    bob = http_client(js, server, "xhr_polling", name="bob", user={"id": "bob"})
+    bob.signin()
+    online = ann.wait_for(type="watchlist", event="online")
+    assert online["data"]["user_ids"] == ["bob"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_connection_quota_counts_http_sessions(server_factory: Any, js: JsHarness, transport: str) -> None:
+    server = server_factory([{"id": "700701", "key": "quota-http", "secret": "quota-secret", "max_connections": 1}])
+    http_client(js, server, transport, name="first")
+    second = js.client(server, name="second", connect=False)
+    second.connect(wait=False, **http_options(server, transport))
+    second.wait_for(lambda e: error_code(e) == 4004, type="error")
+    second.wait_for(type="state", current="disconnected")
+    assert second.find(type="connected") == []
