@@ -222,3 +222,26 @@ def test_an_http_1_0_stream_is_unchunked_and_ends_by_closing(server: Any) -> Non
         head, _, body = data.partition(b"\r\n\r\n")
         assert b"Transfer-Encoding" not in head and b"Connection: close" in head
         assert body.startswith(b"o\na[")
+
+
+def test_webhooks_for_an_http_session(server_factory: Any) -> None:
+    from webhook_helpers import FAST_ENV, Receiver, add_webhook, names, verify_all
+
+    server = server_factory(None, env={**FAST_ENV, "VASK_HTTP_SESSION_TIMEOUT": "1", "VASK_SWEEP_INTERVAL": "0.2"})
+    receiver = Receiver()
+    try:
+        add_webhook(server, receiver.url())
+        poller = Poller(server)
+        channel_data = json.dumps({"user_id": "u1"})
+        auth = server.pusher().authenticate("presence-hooks", poller.socket_id, {"user_id": "u1"})
+        status, _, _ = poller.send({"event": "pusher:subscribe", "data": {
+            "channel": "presence-hooks", "auth": auth["auth"], "channel_data": channel_data}})
+        assert status == 204
+        assert poller.poll()[0]["event"] == "pusher_internal:subscription_succeeded"
+        receiver.wait_events(lambda e: {"channel_occupied", "member_added"} <= set(names(e)))
+        # the client goes away without a word (a closed tab): the session expires, the webhooks follow
+        events = receiver.wait_events(lambda e: {"channel_vacated", "member_removed"} <= set(names(e)), timeout=8)
+        assert [e.get("user_id") for e in events if e["name"] in ("member_added", "member_removed")] == ["u1", "u1"]
+        verify_all(server.app, receiver)
+    finally:
+        receiver.close()
