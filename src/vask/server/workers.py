@@ -58,6 +58,9 @@ def supervise(settings: Settings) -> None:
     signal.signal(signal.SIGINT, stop)
     workers = [start(i) for i in range(settings.workers)]
     print(f"Vask supervisor {os.getpid()}: {settings.workers} workers on port {settings.port}", flush=True)
+    # An HTTP-transport session lives in one worker, and the kernel spreads new TCP connections over all of them.
+    print("NOTE: pusher-js' HTTP fallback (xhr_streaming/xhr_polling) needs every request of a session on the "
+          "same process; with --workers > 1 it is unreliable (see docs/http-fallback.md).", flush=True)
     while not stopping:
         time.sleep(0.2)
         for index, process in enumerate(workers):
