@@ -25,7 +25,8 @@ _METER = {
     "flushes": ("vask_usage_flushes_total", "counter", "Usage flushes to the store."),
     "failed_flushes": ("vask_usage_failed_flushes_total", "counter", "Usage flushes that failed (retried)."),
     "unflushed_broadcasts": ("vask_usage_unflushed_broadcasts", "gauge", "Broadcasts counted, not yet stored."),
-    "open_connections": ("vask_connections", "gauge", "Open WebSocket connections on this process."),
+    "open_connections": ("vask_connections", "gauge",
+                         "Open connections on this process (WebSockets and HTTP-transport sessions)."),
 }
 
 _WEBHOOK_HELP = {
