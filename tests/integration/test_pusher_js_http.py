@@ -120,9 +120,11 @@ def test_reconnect_after_a_server_restart(server_factory: Any, js: JsHarness, tr
     assert reconnected["socket_id"] != first
     assert client.state()["transport"] == transport
     for channel in ("news", "private-news", "presence-news"):
-        client.wait_for(type="event", channel=channel, event="pusher:subscription_succeeded", start=start)
+        client.wait_for(type="event", channel=channel, event="pusher:subscription_succeeded", start=start,
+                        timeout=10)
         new.pusher().trigger(channel, "after-restart", {"channel": channel})
-        assert client.wait_for(type="event", channel=channel, event="after-restart")["data"] == {"channel": channel}
+        got = client.wait_for(type="event", channel=channel, event="after-restart", timeout=10)
+        assert got["data"] == {"channel": channel}
 
 
 def closed_port() -> int:

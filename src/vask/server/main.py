@@ -187,8 +187,8 @@ async def shutdown(state: ServerState, server: asyncio.Server) -> None:
             proto.transport.close()  # idle keep-alive HTTP connections
     deadline = time.monotonic() + state.settings.shutdown_grace
     # HTTP-transport sessions leave the registry once their close line went out: at once on a held stream or poll,
-    # on the next poll for a poller between two; one that does not come back within a second was abandoned.
-    polls_until = time.monotonic() + min(state.settings.http_session_timeout, 1.0)
+    # on the next poll for a poller between two; one that does not come back within 2 s was abandoned.
+    polls_until = time.monotonic() + min(state.settings.http_session_timeout, 2.0)
     while (any(p.ws is not None for p in state.protocols) or
            (state.http_sessions and time.monotonic() < polls_until)) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # close handshakes in flight; the listener still answers /ready with 503
