@@ -103,7 +103,8 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, dat
 @click.option("--ssl-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TLS private key (PEM).")
 @click.option("--no-default-app", is_flag=True,
-              help="Do not create the development app app-id/app-key/app-secret in an empty store.")
+              help="Do not create the development app (id 100000, key app-key, secret app-secret) in an "
+                   "empty store.")
 @click.option("--broker", metavar="URL",
               help="Join a cluster through redis://..., redis+cluster://... (Redis Cluster) or nats://... .")
 @click.option("--node-id", help="This node's id in the cluster [default: generated].")
@@ -156,9 +157,20 @@ def config_show(obj: CliContext, as_json: bool) -> None:
     click.echo("# Effective Vask configuration (passwords and secrets masked)")
     where = f"SQLite at {settings.sqlite_path}" if settings.sqlite_path else settings.store_kind
     click.echo(f"# app store: {where}")
+    declared = data.pop("apps", [])
     for name, value in data.items():
         # TOML has no null: an unset optional setting is shown commented out.
         click.echo(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
+    for app in declared:  # tables come after every top-level key, as TOML requires
+        click.echo("\n[[apps]]")
+        app_settings = app.pop("settings", {})
+        for name, value in app.items():
+            if value is not None:
+                click.echo(f"{name} = {_toml_value(value)}")
+        if app_settings:
+            click.echo("[apps.settings]")
+            for name, value in app_settings.items():
+                click.echo(f"# {name} = (unset)" if value is None else f"{name} = {_toml_value(value)}")
 
 
 def _toml_value(value: Any) -> str:
@@ -166,6 +178,10 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
     # A JSON string is a valid TOML basic string for the characters settings can hold.
     return json.dumps(str(value), ensure_ascii=False)
 

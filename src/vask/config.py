@@ -2,26 +2,32 @@
 
 Precedence, highest first: CLI overrides (values that are not None) > ``VASK_*`` env variables > the TOML
 file given to :meth:`Settings.load` > defaults. The TOML file is flat, with the field names as keys
-(``port = 6001``); unknown keys are errors so that typos do not pass silently.
+(``port = 6001``), plus ``[[apps]]`` tables for declared apps (vask.apps.declared); unknown keys are errors
+so that typos do not pass silently. An error names the setting and where its value came from: the option, the
+``VASK_*`` variable, or the file and line.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from vask.apps.declared import DeclaredApp, check_unique
 from vask.protocol import constants as c
 
 MASK = "***"
@@ -40,6 +46,17 @@ _toml_file: ContextVar[Path | None] = ContextVar("vask_toml_file", default=None)
 
 class ConfigError(ValueError):
     """The configuration cannot be loaded; the message says which file, variable or value is wrong."""
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (XDG on Linux), so the store does not depend on the current folder."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "vask"
 
 
 def secret_mask(value: str | None) -> str | None:
@@ -70,8 +87,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=6001, ge=0, le=65535,
                       description="WebSocket and HTTP API port; 0 picks a free one.")
-    data_dir: Path = Field(default=Path(".vask"),
-                           description="Directory for the SQLite database and other state.")
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="Directory for the SQLite database and other state; default: the user's "
+                                       "data directory ($XDG_DATA_HOME/vask, ~/.local/share/vask on Linux).")
     database_url: str | None = Field(
         default=None, description="App store: postgresql://..., sqlite:///path or memory://; "
                                   "unset means SQLite at <data_dir>/vask.db.")
@@ -79,7 +97,8 @@ class Settings(BaseSettings):
     ssl_key: Path | None = Field(default=None, description="TLS private key (PEM); needs ssl_cert.")
     create_default_app: bool = Field(
         default=True,
-        description="Create app-id/app-key/app-secret when the store has no app (for development).")
+        description="Create the development app (id 100000, key app-key, secret app-secret) when the store has no "
+                    "app and none is declared.")
     max_connections: int | None = Field(
         default=None, ge=0,
         description="Connections this node accepts before refusing with 4100; unset: no limit.")
@@ -161,6 +180,36 @@ class Settings(BaseSettings):
     http_heartbeat_interval: float = Field(
         default=25.0, gt=0, le=300, description="Seconds between heartbeats on an open stream; a long poll is "
                                                 "answered with a heartbeat after this long without messages.")
+    # Deployment (issue 11): declared apps, proxies, health and metrics
+    apps: list[DeclaredApp] = Field(
+        default_factory=list, description="Apps created or updated at every start: [[apps]] tables with id, key, "
+                                          "secret, name, enabled, overwrite_secret and a settings table; VASK_APPS "
+                                          "takes a JSON list.")
+    default_app_id: str | None = Field(
+        default=None, description="Declare one app from the environment, like Soketi's SOKETI_DEFAULT_APP_ID; "
+                                  "needs default_app_key and default_app_secret.")
+    default_app_key: str | None = Field(default=None, description="Key of the app declared by default_app_id.")
+    default_app_secret: str | None = Field(default=None,
+                                           description="Secret of the app declared by default_app_id.")
+    default_app_client_events: bool | None = Field(
+        default=None, description="client_events of the app declared by default_app_id (Soketi's "
+                                  "SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES); unset: left as stored.")
+    default_app_overwrite_secret: bool = Field(
+        default=False, description="Replace the stored secret of the default_app_id app when it differs.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For "
+                                          "is believed; comma-separated in VASK_TRUSTED_PROXIES. Empty: the peer "
+                                          "address is the client's.")
+    metrics_require_token: bool = Field(
+        default=True, description="Whether /metrics and /usage on the admin port need the admin token; false "
+                                  "serves them to anyone who reaches admin_port (a private network), and starts "
+                                  "the admin port even without admin_token.")
+    accept_traffic_memory_threshold: float = Field(
+        default=85.0, gt=0, le=100, description="Percent of the memory limit (cgroup, else physical memory) above "
+                                                "which /accept-traffic answers 503, as Soketi's.")
+    store_check_interval: float = Field(
+        default=2.0, gt=0, le=300, description="Seconds between the checks of the app store and broker that "
+                                               "/ready reports.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -190,7 +239,8 @@ class Settings(BaseSettings):
         try:
             return cls(**{name: value for name, value in overrides.items() if value is not None})
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, config_path)) from exc
+            given = {name: value for name, value in overrides.items() if value is not None}
+            raise ConfigError(_describe(exc, config_path, given)) from exc
         finally:
             _toml_file.reset(token)
 
@@ -198,6 +248,41 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in re.split(r"[\s,]+", value) if part]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return value
+
+    @field_validator("default_app_id", "default_app_key")
+    @classmethod
+    def _check_default_app_token(cls, value: str | None) -> str | None:
+        from vask.apps.declared import TOKEN
+
+        if value is not None and not TOKEN.fullmatch(value):
+            raise ValueError("use 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("default_app_secret")
+    @classmethod
+    def _check_default_app_secret(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or any(ch.isspace() for ch in value)):
+            raise ValueError("must be printable and without spaces")
+        return value
 
     @field_validator("data_dir", "ssl_cert", "ssl_key")
     @classmethod
@@ -230,6 +315,25 @@ class Settings(BaseSettings):
                              "(worker i uses admin_port + i)")
         return self
 
+    @model_validator(mode="after")
+    def _declared_apps(self) -> Settings:
+        given = [self.default_app_id, self.default_app_key, self.default_app_secret]
+        if any(given) and not all(given):
+            raise ValueError("default_app_id, default_app_key and default_app_secret must be given together")
+        check_unique(self.declared_apps())
+        return self
+
+    def declared_apps(self) -> list[DeclaredApp]:
+        """The [[apps]] tables, plus the app of default_app_id/key/secret when given."""
+        apps = list(self.apps)
+        if self.default_app_id and self.default_app_key and self.default_app_secret:
+            apps.append(DeclaredApp(
+                id=self.default_app_id, key=self.default_app_key, secret=self.default_app_secret,
+                overwrite_secret=self.default_app_overwrite_secret,
+                settings={} if self.default_app_client_events is None
+                else {"client_events": self.default_app_client_events}))
+        return apps
+
     @property
     def store_kind(self) -> StoreKind:
         if self.database_url is None:
@@ -256,6 +360,8 @@ class Settings(BaseSettings):
     def masked_dict(self) -> dict[str, Any]:
         """All settings as JSON-compatible values, with passwords and secrets replaced by ***."""
         data = self.model_dump(mode="json")
+        for app in data.get("apps", []):
+            app["secret"] = secret_mask(app.get("secret"))
         for name, value in data.items():
             if not isinstance(value, str):
                 continue
@@ -266,20 +372,94 @@ class Settings(BaseSettings):
         return data
 
 
-def _describe(exc: ValidationError, config_path: Path | None) -> str:
-    """One line per bad value, naming the setting and where settings come from."""
+def _describe(exc: ValidationError, config_path: Path | None, overrides: dict[str, Any]) -> str:
+    """One line per bad value, naming the setting and where that value came from."""
+    text = None
+    if config_path is not None:
+        try:
+            text = config_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = None
     lines = []
     for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        loc = error["loc"]
+        name = _dotted(loc) or "settings"
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if error["type"] == "extra_forbidden" and len(loc) == 1:
             message = f"unknown setting (known: {', '.join(Settings.model_fields)})"
-        elif error["loc"] and "input" in error and not _SECRET_FIELD.search(name):
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif loc and "input" in error and not _SECRET_FIELD.search(name):
             # Only a single field's value is echoed: a whole-model input could hold a database password.
             shown = error["input"]
             if name.endswith("_url") and isinstance(shown, str):
                 shown = mask_url(shown)
-            message = f"{message} (got {shown!r})"
-        lines.append(f"{name}: {message}")
+            if not isinstance(shown, dict | list):
+                message = f"{message} (got {shown!r})"
+        source = _source(loc, config_path, text, overrides)
+        lines.append(f"{name} ({source}): {message}" if source else f"{name}: {message}")
     origin = f"{config_path}, " if config_path is not None else ""
     return f"invalid configuration ({origin}VASK_* environment or options):\n  " + "\n  ".join(lines)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _source(loc: tuple[int | str, ...], config_path: Path | None, text: str | None,
+            overrides: dict[str, Any]) -> str:
+    """Where the value at ``loc`` came from, in the order sources win: option, env variable, file line."""
+    if not loc or not isinstance(loc[0], str):
+        return ""
+    top = loc[0]
+    if top in overrides:
+        return f"option --{top.replace('_', '-')}"
+    env_name = f"VASK_{top.upper()}"
+    if any(key.upper() == env_name and value != "" for key, value in os.environ.items()):
+        return f"environment variable {env_name}"
+    if any(key.upper().startswith(env_name + "__") for key in os.environ):
+        return f"environment variables {env_name}__*"
+    if text is not None and config_path is not None:
+        line = _toml_line(text, loc)
+        if line:
+            return f"{config_path}:{line}"
+        if top in _top_keys(text):
+            return str(config_path)
+    return ""
+
+
+def _top_keys(text: str) -> set[str]:
+    try:
+        return set(tomllib.loads(text))
+    except tomllib.TOMLDecodeError:
+        return set()
+
+
+_HEADER = re.compile(r"^\s*\[")
+
+
+def _toml_line(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best-effort line of ``loc`` in a TOML text: a top-level key, or a key inside the n-th [[table]]."""
+    lines = text.splitlines()
+    top = str(loc[0])
+    if len(loc) >= 2 and isinstance(loc[1], int):
+        headers = [i for i, line in enumerate(lines) if re.match(rf"^\s*\[\[\s*{re.escape(top)}\s*\]\]", line)]
+        if loc[1] >= len(headers):
+            return None
+        start = headers[loc[1]]
+        end = next((h for h in headers if h > start), len(lines))
+        for key in reversed([str(part) for part in loc[2:] if isinstance(part, str)]):
+            for i in range(start + 1, end):
+                if re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", lines[i]) or \
+                        re.match(rf"^\s*\[\s*{re.escape(top)}\.{re.escape(key)}\s*\]", lines[i]):
+                    return i + 1
+        return start + 1
+    for i, line in enumerate(lines):
+        if _HEADER.match(line):
+            break  # past the top-level keys
+        if re.match(rf"^\s*\"?{re.escape(top)}\"?\s*=", line):
+            return i + 1
+    return None

@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING
 from vask.apps.base import App, AppExists, AppStore, AppStoreError
 from vask.billing.base import BillingStore, BillingStoreError
 from vask.billing.counters import LocalUsageCounters, UsageCounters
-from vask.config import Settings
+from vask.config import Settings, mask_url
 from vask.core.hub import Hub
 
 if TYPE_CHECKING:
     from vask.cluster.store import SharedStore
 
-DEFAULT_APP_ID = "app-id"
+# Well-known development credentials. The key and secret are Soketi's; the id is numeric because
+# pusher-http-python refuses any other (ValueError: Invalid app id). Random ids have 7 digits: no clash.
+DEFAULT_APP_ID = "100000"
 DEFAULT_APP_KEY = "app-key"
-DEFAULT_APP_SECRET = "app-secret"  # well-known development credentials, the same as Soketi's
+DEFAULT_APP_SECRET = "app-secret"
 
 
 def open_store(settings: Settings) -> AppStore:
@@ -83,11 +85,12 @@ def make_usage_counters(settings: Settings, hub: Hub | None = None) -> UsageCoun
 
 
 def ensure_default_app(store: AppStore, settings: Settings) -> App | None:
-    """Create the well-known development app when enabled and the store is empty; return it if created.
+    """Create the well-known development app when enabled, no app is declared in the configuration and the store
+    is empty; return it if created.
 
     The caller tells the operator: the returned app's credentials are public and must not reach production.
     """
-    if not settings.create_default_app or store.list():
+    if not settings.create_default_app or settings.declared_apps() or store.list():
         return None
     app = App(id=DEFAULT_APP_ID, key=DEFAULT_APP_KEY, secret=DEFAULT_APP_SECRET, name="Default app")
     try:
@@ -96,6 +99,15 @@ def ensure_default_app(store: AppStore, settings: Settings) -> App | None:
         # Another process (a second node, or the CLI) created it between our check and our insert.
         return None
     return app
+
+
+def describe_store(settings: Settings) -> str:
+    """Which store the settings select, for the start-up banner and the CLI's messages."""
+    if settings.store_kind == "sqlite":
+        return f"SQLite at {settings.sqlite_path}"
+    if settings.store_kind == "memory":
+        return "memory:// (nothing is kept)"
+    return f"PostgreSQL at {mask_url(settings.database_url or '')}"
 
 
 def make_hub(settings: Settings, lookup: Callable[[str], Awaitable[App | None]]) -> Hub:

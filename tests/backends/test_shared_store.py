@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from private_nats import NATS_SERVER, NATS_URL, REDIS_URL, PrivateNats, free_port, reachable
 
+from private_nats import NATS_SERVER, NATS_URL, REDIS_URL, PrivateNats, free_port, reachable
 from vask.cluster.store import SharedStore, StoreUnavailable, decode, update
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")

@@ -150,18 +150,18 @@ def serve_plain(data_dir: Path, *args: str) -> VaskServer:
     stream = process.stdout
     threading.Thread(target=lambda: output.extend(stream), daemon=True).start()
     return VaskServer(match.group(2), int(match.group(3)), match.group(1), data_dir, process,
-                      {"app-id": Credentials("app-id", "app-key", "app-secret")}, output)
+                      {"100000": Credentials("100000", "app-key", "app-secret")}, output)
 
 
 def test_default_development_app(tmp_path: Path) -> None:
     server = serve_plain(tmp_path / "fresh")
     try:
         warning = "".join(server.output)
-        assert "app-id" in warning and "app-key" in warning and "app-secret" in warning, warning
+        assert "id=100000" in warning and "app-key" in warning and "app-secret" in warning, warning
         assert "WARNING" in warning.upper()
         client = connect_raw(server, "app-key")
         client.subscribe("dev")
-        response = signed(server, "POST", "/apps/app-id/events",
+        response = signed(server, "POST", "/apps/100000/events",
                           '{"name": "hello", "channels": ["dev"], "data": "{}"}')
         assert response.status_code == 200, response.text
         assert client.expect("hello")["channel"] == "dev"

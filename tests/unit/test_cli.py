@@ -279,7 +279,7 @@ def test_memory_store_warns_that_nothing_is_kept() -> None:
 
 
 def test_bad_configuration_is_a_clean_error(vask: Any, tmp_path: Path) -> None:
-    failed(vask("apps", "list", env={"VASK_PORT": "high"}), 1, "port: Input should be a valid integer")
+    failed(vask("apps", "list", env={"VASK_PORT": "high"}), 1, "port (environment variable VASK_PORT): Input should be a valid integer")
     failed(vask("--config", str(tmp_path / "missing.toml"), "apps", "list"), 1, "config file not found")
 
 

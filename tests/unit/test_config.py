@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vask.config import MASK, ConfigError, Settings, mask_url, secret_mask
+from vask.config import MASK, ConfigError, Settings, default_data_dir, mask_url, secret_mask
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def toml(tmp_path: Path) -> Path:
 
 def test_defaults() -> None:
     s = Settings.load()
-    assert (s.host, s.port, s.data_dir, s.database_url) == ("127.0.0.1", 6001, Path(".vask"), None)
+    assert (s.host, s.port, s.data_dir, s.database_url) == ("127.0.0.1", 6001, default_data_dir(), None)
     assert (s.ssl_cert, s.ssl_key, s.create_default_app, s.max_connections) == (None, None, True, None)
     assert (s.shutdown_grace, s.pong_timeout, s.app_cache_ttl, s.sweep_interval) == (10.0, 30, 5.0, 1.0)
     assert (s.max_ws_frame_bytes, s.max_http_body_bytes, s.max_outbox_bytes) == (65536, 1048576, 1048576)
@@ -77,13 +77,13 @@ def test_toml_of_one_load_does_not_leak_into_the_next(toml: Path) -> None:
 def test_unknown_toml_key_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("prot = 6001\n")
-    with pytest.raises(ConfigError, match=r"prot: unknown setting \(known: host, port") as info:
+    with pytest.raises(ConfigError, match=r"prot \(.*bad.toml:1\): unknown setting \(known: host, port") as info:
         Settings.load(path)
     assert str(path) in str(info.value)
 
 
 def test_unknown_override_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="colour: unknown setting"):
+    with pytest.raises(ConfigError, match=r"colour \(option --colour\): unknown setting"):
         Settings.load(None, colour="blue")
 
 
@@ -108,13 +108,14 @@ def test_missing_config_file(tmp_path: Path) -> None:
     ("max_connections", -5, "greater than or equal to 0"),
 ])
 def test_invalid_values(field: str, value: object, message: str) -> None:
-    with pytest.raises(ConfigError, match=f"{field}: .*{message}"):
+    # The message names the setting and where the bad value came from (here: a command-line option).
+    with pytest.raises(ConfigError, match=rf"{field} \(option --{field.replace('_', '-')}\): .*{message}"):
         Settings.load(None, **{field: value})
 
 
 def test_invalid_env_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VASK_PORT", "sixty")
-    with pytest.raises(ConfigError, match=r"port: .*valid integer.*'sixty'"):
+    with pytest.raises(ConfigError, match=r"port \(environment variable VASK_PORT\): .*valid integer.*'sixty'"):
         Settings.load()
 
 
@@ -163,7 +164,7 @@ def test_masked_dict_hides_the_database_password() -> None:
     text = json.dumps(masked)  # JSON-compatible throughout
     assert "s3cr3t-pw" not in text
     assert masked["port"] == 6001
-    assert masked["data_dir"] == ".vask"
+    assert masked["data_dir"] == str(default_data_dir())
     assert set(masked) == set(Settings.model_fields)
     assert s.database_url is not None and "s3cr3t-pw" in s.database_url  # the real value is untouched
 

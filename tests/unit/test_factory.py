@@ -50,7 +50,7 @@ def test_default_app_created_once() -> None:
     settings = Settings.load(None, database_url="memory://")
     app = ensure_default_app(store, settings)
     assert app is not None
-    assert (app.id, app.key, app.secret, app.enabled) == ("app-id", "app-key", "app-secret", True)
+    assert (app.id, app.key, app.secret, app.enabled) == ("100000", "app-key", "app-secret", True)
     assert store.get_by_key("app-key") == app
     assert ensure_default_app(store, settings) is None
     assert len(store.list()) == 1

@@ -10,7 +10,11 @@ Every request needs ``Authorization: Bearer <admin_token>``; anything else gets 
     GET /api/calc?broadcasts=N&subscribers=S        broadcasts billed by Vask vs messages billed per copy
     GET /api/meter                                  this process's meter counters
     GET /api/webhooks                               this process's webhook delivery counters
-    GET /metrics                                    both, in the Prometheus text format
+    GET /metrics                                    both, and the data plane's (vask.server.metrics), as Prometheus text
+    GET /usage                                      this process's memory, as Soketi's metrics port answers it
+
+With ``metrics_require_token = false``, /metrics and /usage answer without the token (for a Prometheus in a
+private network), and the port opens even when ``admin_token`` is unset (then only they answer).
 
 ``month`` defaults to the current month (UTC). Usage is read from the ledger, which the meter writes every
 ``usage_flush_interval`` seconds, so the current month lags by at most that.
@@ -38,6 +42,7 @@ STORE_KEY = web.AppKey("store", BillingStore)
 METER_KEY = web.AppKey("meter", Meter)
 WEBHOOKS_KEY = web.AppKey("webhooks", WebhookStats)
 Clock = Callable[[], float]
+DATAPLANE_KEY: web.AppKey[Callable[[], list[str]]] = web.AppKey("dataplane")
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock")
 
 
@@ -49,11 +54,18 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message, "code": status}, status)
 
 
-def _auth(token: str) -> Any:
-    expected = f"Bearer {token}".encode()
+OPEN_PATHS = frozenset({"/metrics", "/usage"})
+
+
+def _auth(token: str | None, open_metrics: bool = False) -> Any:
+    expected = f"Bearer {token}".encode() if token else None
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if open_metrics and request.path in OPEN_PATHS:
+            return await handler(request)
+        if expected is None:
+            return _error(403, "The admin API is off: set admin_token to use it (only /metrics and /usage are open)")
         given = request.headers.get("Authorization", "").encode()
         # Constant-time comparison: the token is the only thing guarding usage and billing data.
         if not hmac.compare_digest(given, expected):
@@ -139,14 +151,27 @@ async def webhook_stats(request: web.Request) -> web.Response:
 async def prometheus(request: web.Request) -> web.Response:
     from vask.admin.metrics import render
 
-    return web.Response(text=render(request.app.get(METER_KEY), request.app.get(WEBHOOKS_KEY)),
+    text = render(request.app.get(METER_KEY), request.app.get(WEBHOOKS_KEY))
+    dataplane = request.app.get(DATAPLANE_KEY)
+    if dataplane is not None:
+        text += "\n".join(dataplane()) + "\n"
+    return web.Response(text=text,
                         content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"},
                         charset="utf-8")
 
 
-def create_app(store: BillingStore, token: str, meter: Meter | None = None,
-               clock: Callable[[], float] = time.time, webhooks: WebhookStats | None = None) -> web.Application:
-    app = web.Application(middlewares=[_auth(token)])
+async def memory_usage(request: web.Request) -> web.Response:
+    from vask.server.health import usage as current_usage
+
+    return _json(current_usage())
+
+
+def create_app(store: BillingStore, token: str | None, meter: Meter | None = None,
+               clock: Callable[[], float] = time.time, webhooks: WebhookStats | None = None,
+               dataplane: Callable[[], list[str]] | None = None, open_metrics: bool = False) -> web.Application:
+    app = web.Application(middlewares=[_auth(token, open_metrics)])
+    if dataplane is not None:
+        app[DATAPLANE_KEY] = dataplane
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
     if meter is not None:
@@ -161,6 +186,7 @@ def create_app(store: BillingStore, token: str, meter: Meter | None = None,
     app.router.add_get("/api/meter", meter_stats)
     app.router.add_get("/api/webhooks", webhook_stats)
     app.router.add_get("/metrics", prometheus)
+    app.router.add_get("/usage", memory_usage)
     return app
 
 

@@ -54,6 +54,10 @@ class Connection:
         "outbox_size",
         "peer",
         "ping_sent_at",
+        "recv_bytes",
+        "recv_frames",
+        "sent_bytes",
+        "sent_frames",
         "socket_id",
         "subscriptions",
         "tokens",
@@ -82,6 +86,8 @@ class Connection:
         self.tokens = float(app.settings.max_client_events_per_second)
         self.tokens_at = now
         self.authorized = False  # signed in or holding a private/presence subscription
+        # Traffic counters for metrics (vask.server.metrics), folded per app when the connection is gone.
+        self.recv_bytes = self.recv_frames = self.sent_bytes = self.sent_frames = 0
 
     def push(self, frame: bytes) -> None:
         """Queue one framed message; the flusher writes the queue once per loop pass."""

@@ -28,6 +28,7 @@ from vask.protocol import frames, sockjs
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
 from vask.server import websocket, xhr
 from vask.server.node import ServerState
+from vask.server.proxies import client_address, peer_of
 from vask.server.routes import Response, respond, respond_async
 from vask.server.xhr_session import Receiver
 
@@ -48,6 +49,7 @@ class HttpRequest:
     keep_alive: bool
     upgrade: bool
     version: str = "1.1"
+    started: float = 0.0  # perf_counter at the end of the request, for the latency histogram
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -89,6 +91,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.conn is not None:
             self.state.hub.remove(self.conn)
             self.conn.closing = True
+            self.state.metrics.closed(self.conn)
         self._release_metered()
         receiver = self.receiver
         if receiver is not None and receiver.session is not None:
@@ -156,7 +159,7 @@ class HttpProtocol(asyncio.Protocol):
         path, _, query = self.url.decode("latin-1").partition("?")
         request = HttpRequest(self.parser.get_method().decode(), path, query, self.headers,
                               b"".join(self.body), self.parser.should_keep_alive(), self.parser.should_upgrade(),
-                              self.parser.get_http_version())
+                              self.parser.get_http_version(), time.perf_counter())
         self.queue.append(request)
         if not self.busy:
             self._drain()
@@ -192,7 +195,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.loop.create_task(self._finish_async(request))
                 return
             del self.queue[0]
-            self._write_response(response, request.keep_alive)
+            self._answered(request, response)
         if not self.queue:
             self._arm(IDLE_TIMEOUT)
 
@@ -206,9 +209,20 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         del self.queue[0]
-        self._write_response(response, request.keep_alive)
+        self._answered(request, response)
         self.transport.resume_reading()
         self._drain()
+
+    def _answered(self, request: HttpRequest, response: Response) -> None:
+        self._write_response(response, request.keep_alive)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %d from %s", request.method, request.path, response.status, client_address(
+                peer_of(self.transport), request.headers, self.state.settings.trusted_proxies))
+        if request.path.startswith("/apps/"):
+            app_id = request.path[6:].split("/", 1)[0]
+            if self.state.apps.cached_by_id(app_id)[1] is not None:  # only known apps become metric labels
+                self.state.metrics.http_call(app_id, request.path, len(request.body), len(response.body),
+                                             time.perf_counter() - request.started)
 
     def _write_response(self, response: Response, keep_alive: bool) -> None:
         assert self.transport is not None
@@ -281,6 +295,9 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(*problem)
             return
         key = request.path[5:]
+        if log.isEnabledFor(logging.DEBUG):  # the client's address behind proxies (vask.server.proxies)
+            log.debug("WebSocket upgrade for app key %s from %s", key, client_address(
+                peer_of(self.transport), request.headers, self.state.settings.trusted_proxies))
         hit, app = self.state.apps.cached_by_key(key)
         if hit:
             self._open(key, app)

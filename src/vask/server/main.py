@@ -18,9 +18,10 @@ from vask.billing.meter import Meter
 from vask.cluster.hub import ClusterHub
 from vask.config import Settings, mask_url
 from vask.core.observer import Observers
-from vask.factory import ensure_default_app, make_hub, make_usage_counters, open_billing_store, open_store
+from vask.factory import make_hub, make_usage_counters, open_billing_store, open_store
 from vask.protocol import constants as c
 from vask.server import xhr_session
+from vask.server import banner, health
 from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
 from vask.server.node import Flusher, ServerState
@@ -67,11 +68,10 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
     webhooks: WebhookService | None = None
     try:
         billing = open_billing_store(settings)
-        default = await asyncio.to_thread(ensure_default_app, store, settings)
-        if default is not None:
-            print(f"WARNING: no app was configured, so a development app was created: id={default.id} "
-                  f"key={default.key} secret={default.secret}. Do not use it in production "
-                  "(create your own with `vask apps create`, disable this with --no-default-app).", flush=True)
+        print(banner.store_line(settings), flush=True)
+        app_lines, shown_app = await asyncio.to_thread(banner.prepare_apps, store, settings)
+        for line in app_lines:
+            print(line, flush=True)
         loop = asyncio.get_running_loop()
         apps = AppCache(store, settings.app_cache_ttl)
         hub = make_hub(settings, apps.by_id)
@@ -101,9 +101,12 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                                           ssl=context, backlog=4096, reuse_address=True,
                                           reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
-        if settings.admin_token:
-            admin = await _start_admin(settings, billing, meter, webhooks.stats)
+        if settings.admin_token or not settings.metrics_require_token:
+            admin = await _start_admin(settings, billing, meter, webhooks.stats, state)
         scheme = "wss" if context else "ws"
+        if shown_app is not None:
+            for line in banner.snippets(settings, port, shown_app):
+                print(line, flush=True)
         print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
         if started is not None:
@@ -113,8 +116,10 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         sweeper = loop.create_task(_sweep(state))
+        watcher = loop.create_task(health.watch_store(store, state.store_health, settings.store_check_interval))
         await stop.wait()
         sweeper.cancel()
+        watcher.cancel()
         await shutdown(state, server)
         if isinstance(hub, ClusterHub):
             await hub.stop()
@@ -139,14 +144,15 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
 
 
 async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter,
-                       webhook_stats: WebhookStats) -> AppRunner:
+                       webhook_stats: WebhookStats, state: ServerState) -> AppRunner:
     from vask.admin import api  # aiohttp loads only when the admin API is on
 
-    assert settings.admin_token is not None
-    app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats)
+    app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats,
+                         dataplane=lambda: state.metrics.render(state),
+                         open_metrics=not settings.metrics_require_token)
     runner, port = await api.start(app, settings.host, settings.admin_port)
-    print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics (bearer token required)",
-          flush=True)
+    guarded = "bearer token required" if settings.metrics_require_token else "/metrics and /usage without token"
+    print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics ({guarded})", flush=True)
     return runner
 
 

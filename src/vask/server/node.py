@@ -13,6 +13,8 @@ from vask.core.connection import Connection
 from vask.core.hub import Hub
 from vask.protocol import constants as c
 from vask.server.appcache import AppCache
+from vask.server.health import StoreHealth
+from vask.server.metrics import DataPlaneMetrics
 from vask.server.routes import RateLimits
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ class Flusher:
                 continue
             # Connection.take_outbox, inlined: this loop runs once per subscriber per pass.
             data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+            conn.sent_frames += len(outbox)
+            conn.sent_bytes += len(data)
             outbox.clear()
             conn.outbox_size = 0
             peer = conn.peer
@@ -66,3 +70,5 @@ class ServerState:
     protocols: set[HttpProtocol] = field(default_factory=set)
     meter: Meter | None = None  # usage and account quotas (vask.billing); None: nothing metered
     http_sessions: dict[str, XhrSession] = field(default_factory=dict)  # pusher-js' HTTP transports, by key/id
+    store_health: StoreHealth = field(default_factory=StoreHealth)  # /ready (vask.server.health)
+    metrics: DataPlaneMetrics = field(default_factory=DataPlaneMetrics)  # /metrics (vask.server.metrics)

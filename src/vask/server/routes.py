@@ -17,6 +17,7 @@ from vask.cluster.hub import ClusterHub
 from vask.cluster.store import StoreUnavailable
 from vask.cluster.view import needs_view, view_for
 from vask.protocol import rest
+from vask.server import health
 
 if TYPE_CHECKING:
     from vask.server.http import HttpRequest
@@ -37,6 +38,20 @@ class Response:
 
 OK = Response(200, b"OK", "text/plain; charset=utf-8")
 HEALTH = {"/", "/up", "/live"}
+HEALTH_PATHS = HEALTH | {"/ready", "/accept-traffic", "/usage"}
+
+
+def _health(state: ServerState, path: str) -> Response:
+    """/, /up, /live: the process answers. The others are explained in vask.server.health."""
+    if path in HEALTH:
+        return OK
+    if path == "/ready":
+        problem = health.not_ready(state)
+    elif path == "/accept-traffic":
+        problem = health.refuse_traffic(state)
+    else:
+        return Response(200, orjson.dumps(health.usage()))
+    return OK if problem is None else Response.error(503, problem)
 
 
 class _CachedApps:
@@ -73,10 +88,8 @@ def _warm(state: ServerState, request: HttpRequest) -> bool:
 def respond(state: ServerState, request: HttpRequest) -> Response | None:
     """The response, or None when an app must first be loaded from the store (see ``respond_async``)."""
     path = request.path
-    if request.method in ("GET", "HEAD") and (path in HEALTH or path == "/ready"):
-        if path == "/ready" and state.shutting_down:
-            return Response.error(503, "Shutting down")
-        return OK
+    if request.method in ("GET", "HEAD") and path in HEALTH_PATHS:
+        return _health(state, path)
     if not _warm(state, request):
         return None
     call = rest.prepare(request.method, path, request.query, request.body, time.time(), _CachedApps(state))

@@ -76,6 +76,7 @@ def establish(proto: HttpProtocol | XhrSession, app: App, state: ServerState) ->
     now = state.clock()
     conn = Connection(app, proto, state.flusher, now, state.settings.max_outbox_bytes)
     state.hub.add(conn)
+    state.metrics.opened(app.id)
     if state.meter is not None:
         # Counted only once accepted (a refused connection never is); the protocol releases it on close.
         proto.metered = state.meter.connection_opened(app)
@@ -88,6 +89,8 @@ def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerS
     """Feed bytes to the frame parser and act on every complete frame."""
     ws.receive_data(data)
     conn = proto.conn
+    if conn is not None:
+        conn.recv_bytes += len(data)
     for frame in ws.events_received():
         if conn is None or conn.closing or not isinstance(frame, Frame):
             continue
@@ -99,6 +102,7 @@ def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerS
                 state.hub.close(conn, c.RECONNECT, "Message too large")
                 continue
             if frame.fin:
+                conn.recv_frames += 1
                 payload = b"".join(proto.fragments)
                 proto.fragments.clear()
                 try:
