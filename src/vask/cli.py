@@ -21,12 +21,13 @@ from pydantic import ValidationError
 
 from vask import __version__
 from vask.apps.base import App, AppExists, AppNotFound, AppSettings, AppStore, AppStoreError, new_app
+from vask.apps.declared import NON_NUMERIC_WARNING, NUMERIC
 from vask.billing.plans import DEFAULT_ACCOUNT_ID
 from vask.cli_billing import COMMANDS as BILLING_COMMANDS
 from vask.cli_billing import account_option
 from vask.cli_webhooks import webhooks as webhooks_group
 from vask.config import MASK, ConfigError, Settings
-from vask.factory import open_store
+from vask.factory import describe_store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,10 +45,27 @@ class CliContext:
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc
 
+    def check_store(self, settings: Settings, create: bool) -> None:
+        """A command that only reads (or changes what must exist) never creates an empty SQLite store: it would
+        hide the real one (another --data-dir, another folder). One that creates says where it does."""
+        path = settings.sqlite_path
+        if path is None or path.exists():
+            return
+        if not create:
+            raise click.ClickException(
+                f"no app store at {path}: nothing was created there yet. Point --data-dir, --database-url "
+                "(or VASK_DATA_DIR, VASK_DATABASE_URL, --config) at the store your server uses; "
+                "`vask config show` prints the one in effect.")
+        click.echo(f"Creating a new app store: {describe_store(settings)}", err=True)
+
     @contextmanager
-    def store(self) -> Iterator[AppStore]:
-        """Open the configured store; store failures inside the block become clean CLI errors."""
+    def store(self, create: bool = False) -> Iterator[AppStore]:
+        """Open the configured store; store failures inside the block become clean CLI errors.
+
+        Without ``create`` a missing SQLite store is an error rather than a new empty file.
+        """
         settings = self.settings()
+        self.check_store(settings, create)
         try:
             store = open_store(settings)
         except AppStoreError as exc:
@@ -326,7 +344,9 @@ def apps_create(obj: CliContext, /, app_id: str | None, **params: Any) -> None:
     """Create an app and print it, secret included (the only time besides rotate-secret)."""
     settings = _apply_settings(AppSettings(), _setting_changes(params))
     account_id = account_option(obj, params["account"])
-    with obj.store() as store:
+    if app_id is not None and not NUMERIC.fullmatch(app_id):
+        click.echo(f"warning: app id {app_id!r}: {NON_NUMERIC_WARNING}", err=True)
+    with obj.store(create=True) as store:
         while True:
             app = new_app(app_id, params["key"], params["secret"], params["name"] or "", settings, account_id)
             if params["enabled"] is not None:

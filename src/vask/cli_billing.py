@@ -41,9 +41,13 @@ _NONE_WORDS = {"none", "null", "unlimited"}
 
 
 @contextmanager
-def billing_store(obj: CliContext) -> Iterator[BillingStore]:
-    """Open the billing tables of the configured store; domain and store errors become clean CLI errors."""
+def billing_store(obj: CliContext, create: bool = False) -> Iterator[BillingStore]:
+    """Open the billing tables of the configured store; domain and store errors become clean CLI errors.
+
+    Without ``create`` a missing SQLite store is an error rather than a new empty file (CliContext.check_store).
+    """
     settings = obj.settings()
+    obj.check_store(settings, create)
     try:
         store = open_billing_store(settings)
     except AppStoreError as exc:
@@ -81,6 +85,11 @@ def _limit(value: int | None) -> str:
     return "unlimited" if value is None else f"{value:,}"
 
 
+def _count(value: int | None, noun: str) -> str:
+    """'1 connection', '3 connections', 'unlimited connections'."""
+    return f"{_limit(value)} {noun}{'' if value == 1 else 's'}"
+
+
 def _month_option(month: str | None) -> tuple[str, str]:
     current = month_of(time.time())
     if month is None:
@@ -114,8 +123,8 @@ def _print_account(account: Account, plan: Plan | None, apps: list[str], as_json
     click.echo(f"name:     {account.name}")
     click.echo(f"plan:     {account.plan}" + ("" if plan else "  (missing plan!)"))
     if plan is not None:
-        click.echo(f"  fee {money(plan.monthly_fee_cents)}/month, {_limit(plan.included_broadcasts)} broadcasts, "
-                   f"{_limit(plan.max_connections)} concurrent connections")
+        click.echo(f"  fee {money(plan.monthly_fee_cents)}/month, {_count(plan.included_broadcasts, 'broadcast')}, "
+                   f"{_count(plan.max_connections, 'concurrent connection')}")
     click.echo(f"apps:     {', '.join(apps) if apps else '(none)'}")
 
 
@@ -132,7 +141,7 @@ def accounts_create(obj: CliContext, account_id: str, name: str, plan: str, as_j
     except ValidationError as exc:
         raise click.BadParameter("use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or "
                                  "digit", param_hint="--id/--plan") from exc
-    with billing_store(obj) as store:
+    with billing_store(obj, create=True) as store:
         store.create_account(account)
         details = store.get_plan(plan)
     _print_account(account, details, [], as_json)
@@ -240,10 +249,12 @@ def plans_list(obj: CliContext, as_json: bool) -> None:
               help="Price per million broadcasts above the included ones; 'none' makes the quota hard "
                    "(publishes refused with 403) [new plan: none].")
 @click.option("--description", help="A label for people.")
+@click.option("--create", "create", is_flag=True,
+              help="Create the plan when it does not exist (without it, a typo in NAME is an error).")
 @click.pass_obj
 def plans_set(obj: CliContext, name: str, fee: str | None, broadcasts: str | None, connections: str | None,
-              overage_per_million: str | None, description: str | None) -> None:
-    """Create a plan, or change the given fields of an existing one."""
+              overage_per_million: str | None, description: str | None, create: bool) -> None:
+    """Change the given fields of a plan; with --create, create it if it does not exist."""
     changes: dict[str, Any] = {}
     if fee is not None:
         changes["monthly_fee_cents"] = _dollars_to_cents(fee, "--fee")
@@ -257,8 +268,11 @@ def plans_set(obj: CliContext, name: str, fee: str | None, broadcasts: str | Non
             else _dollars_to_cents(overage_per_million, "--overage-per-million"))
     if description is not None:
         changes["description"] = description
-    with billing_store(obj) as store:
+    with billing_store(obj, create=True) as store:
         current = store.get_plan(name)
+        if current is None and not create:
+            known = ", ".join(plan.name for plan in store.list_plans())
+            raise click.ClickException(f"no plan named {name!r} (known: {known}); add --create to create it")
         base = current.model_dump() if current is not None else {"name": name}
         try:
             plan = Plan.model_validate({**base, **changes})
@@ -267,7 +281,7 @@ def plans_set(obj: CliContext, name: str, fee: str | None, broadcasts: str | Non
                                      param_hint="NAME") from exc
         store.put_plan(plan)
     click.echo(f"Plan {plan.name} {'updated' if current else 'created'}: fee {money(plan.monthly_fee_cents)}/month, "
-               f"{_limit(plan.included_broadcasts)} broadcasts, {_limit(plan.max_connections)} connections, "
+               f"{_count(plan.included_broadcasts, 'broadcast')}, {_count(plan.max_connections, 'connection')}, "
                + ("hard quota" if plan.overage_cents_per_million is None
                   else f"{money(plan.overage_cents_per_million)} per extra million"))
 

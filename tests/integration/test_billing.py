@@ -276,7 +276,7 @@ def test_exact_counts_for_every_kind_of_publish(billed: Callable[..., Billed]) -
 
 
 def test_broadcast_quota_refuses_at_the_exact_boundary(billed: Callable[..., Billed]) -> None:
-    node = billed([["plans", "set", "five", "--broadcasts", "5"],
+    node = billed([["plans", "set", "five", "--create", "--broadcasts", "5"],
                    ["accounts", "create", "--id", "small", "--plan", "five"]],
                   [("520520", "small")])
     api = node.pusher("520520")
@@ -312,7 +312,7 @@ def test_broadcast_quota_refuses_at_the_exact_boundary(billed: Callable[..., Bil
 
 
 def test_connection_limit_is_summed_across_the_accounts_apps(billed: Callable[..., Billed]) -> None:
-    node = billed([["plans", "set", "three", "--connections", "3"],
+    node = billed([["plans", "set", "three", "--create", "--connections", "3"],
                    ["accounts", "create", "--id", "team", "--plan", "three"]],
                   [("530530", "team"), ("540540", "team"), ("550550", "default")])
     accepted = [node.client("530530"), node.client("530530"), node.client("540540")]
@@ -348,7 +348,7 @@ def test_connection_limit_is_summed_across_the_accounts_apps(billed: Callable[..
 
 def test_restart_keeps_usage_and_sigterm_writes_the_last_of_it(billed: Callable[..., Billed]) -> None:
     # A flush interval far longer than the test: only the graceful shutdown can have written the usage.
-    node = billed([["plans", "set", "ten", "--broadcasts", "10"],
+    node = billed([["plans", "set", "ten", "--create", "--broadcasts", "10"],
                    ["accounts", "create", "--id", "acme", "--plan", "ten"]],
                   [("560560", "acme")], env={"VASK_USAGE_FLUSH_INTERVAL": "600"})
     api = node.pusher("560560")

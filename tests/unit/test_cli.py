@@ -155,6 +155,8 @@ def test_list_never_shows_secrets(vask: Any) -> None:
 
 
 def test_list_empty(vask: Any) -> None:
+    create(vask, "a1", "k1")
+    ok(vask("apps", "delete", "a1", "--yes"))
     assert "No apps" in ok(vask("apps", "list")).stdout
     assert json.loads(ok(vask("apps", "list", "--json")).stdout) == []
 
@@ -169,6 +171,7 @@ def test_show_masks_the_secret_unless_asked(vask: Any) -> None:
 
 
 def test_show_unknown_app(vask: Any) -> None:
+    create(vask, "a1", "k1")
     failed(vask("apps", "show", "nope"), 1, "no app with id 'nope'")
 
 
@@ -279,7 +282,8 @@ def test_memory_store_warns_that_nothing_is_kept() -> None:
 
 
 def test_bad_configuration_is_a_clean_error(vask: Any, tmp_path: Path) -> None:
-    failed(vask("apps", "list", env={"VASK_PORT": "high"}), 1, "port (environment variable VASK_PORT): Input should be a valid integer")
+    failed(vask("apps", "list", env={"VASK_PORT": "high"}), 1,
+           "port (environment variable VASK_PORT): Input should be a valid integer")
     failed(vask("--config", str(tmp_path / "missing.toml"), "apps", "list"), 1, "config file not found")
 
 
@@ -373,3 +377,29 @@ def test_python_dash_m_vask(data_dir: Path) -> None:
     version = subprocess.run([sys.executable, "-m", "vask", "--version"], capture_output=True, text=True,
                              env=env, timeout=60)
     assert version.returncode == 0 and "0.1.0" in version.stdout
+
+
+# ------------------------------------------------------------------------------------------- footguns
+
+
+@pytest.mark.parametrize("args", [
+    ["apps", "list"], ["apps", "show", "1"], ["apps", "update", "1", "--name", "x"], ["apps", "rotate-secret", "1"],
+    ["apps", "disable", "1"], ["apps", "delete", "1", "--yes"], ["apps", "webhooks", "list", "1"],
+    ["accounts", "list"], ["accounts", "show", "default"], ["plans", "list"], ["usage"],
+    ["bill", "--account", "default"],
+])
+def test_read_only_commands_never_create_an_empty_store(vask: Any, data_dir: Path, args: list[str]) -> None:
+    failed(vask(*args), 1, f"no app store at {data_dir / 'vask.db'}")
+    assert not (data_dir / "vask.db").exists()
+
+
+def test_create_says_it_creates_a_new_store(vask: Any, data_dir: Path) -> None:
+    result = ok(vask("apps", "create", "--id", "123"))
+    assert f"Creating a new app store: SQLite at {data_dir / 'vask.db'}" in result.stderr
+    assert "Creating a new app store" not in ok(vask("apps", "create", "--id", "124")).stderr
+
+
+def test_create_with_a_non_numeric_id_warns_about_pusher_http_python(vask: Any) -> None:
+    result = ok(vask("apps", "create", "--id", "app-x"))
+    assert "pusher-http-python refuses app ids that are not all digits" in result.stderr
+    assert "pusher-http-python" not in ok(vask("apps", "create", "--id", "4711")).stderr

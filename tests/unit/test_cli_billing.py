@@ -86,10 +86,11 @@ def test_apps_belong_to_accounts(vask: Any) -> None:
 
 
 def test_plans_set_and_list(vask: Any) -> None:
-    assert "Plan tiny created" in ok(vask("plans", "set", "tiny", "--broadcasts", "5", "--connections", "3"))
+    assert "Plan tiny created" in ok(vask("plans", "set", "tiny", "--create", "--broadcasts", "5",
+                                          "--connections", "3"))
     ok(vask("plans", "set", "pro", "--overage-per-million", "1.50"))
-    ok(vask("plans", "set", "team", "--fee", "49", "--broadcasts", "50_000_000", "--overage-per-million", "0.75",
-            "--description", "Teams"))
+    ok(vask("plans", "set", "team", "--create", "--fee", "49", "--broadcasts", "50_000_000",
+            "--overage-per-million", "0.75", "--description", "Teams"))
     plans = {p["name"]: p for p in json.loads(ok(vask("plans", "list", "--json")))}
     assert plans["tiny"]["included_broadcasts"] == 5 and plans["tiny"]["overage_cents_per_million"] is None
     assert plans["pro"]["overage_cents_per_million"] == 150 and plans["pro"]["monthly_fee_cents"] == 1_000
@@ -99,6 +100,20 @@ def test_plans_set_and_list(vask: Any) -> None:
     assert "hard quota" in ok(vask("plans", "list"))
     for bad in (("--fee", "1.001"), ("--fee", "-1"), ("--broadcasts", "lots"), ("--overage-per-million", "x")):
         assert vask("plans", "set", "tiny", *bad).exit_code == 2
+
+
+def test_plans_set_of_an_unknown_plan_needs_create(vask: Any) -> None:
+    ok(vask("plans", "set", "pro", "--fee", "10"))  # an existing plan: the store is created
+    result = vask("plans", "set", "prro", "--fee", "10")
+    assert result.exit_code == 1 and "no plan named 'prro'" in result.output and "--create" in result.output
+    assert "prro" not in {p["name"] for p in json.loads(ok(vask("plans", "list", "--json")))}
+
+
+def test_one_is_singular(vask: Any) -> None:
+    result = ok(vask("plans", "set", "solo", "--create", "--broadcasts", "1", "--connections", "1"))
+    assert "1 broadcast, 1 connection," in result
+    ok(vask("accounts", "create", "--id", "one", "--plan", "solo"))
+    assert "1 concurrent connection\n" in ok(vask("accounts", "show", "one"))
 
 
 def test_usage_and_bill(vask: Any, data_dir: Path) -> None:

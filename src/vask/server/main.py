@@ -174,7 +174,8 @@ async def _sweep(state: ServerState) -> None:
 
 async def shutdown(state: ServerState, server: asyncio.Server) -> None:
     """Stop accepting, close every WebSocket with 4200 (reconnect now), wait for them, then return."""
-    log.info("shutting down: closing %d connections", state.hub.connection_count)
+    count = state.hub.connection_count
+    log.info("shutting down: closing %d connection%s", count, "" if count == 1 else "s")
     state.shutting_down = True
     # The port stays open while draining: /ready answers 503 (load balancers stop sending traffic) and new
     # WebSocket connections are told to reconnect elsewhere (4200).
