@@ -25,6 +25,7 @@ from vask.apps.declared import NON_NUMERIC_WARNING, NUMERIC
 from vask.billing.plans import DEFAULT_ACCOUNT_ID
 from vask.cli_billing import COMMANDS as BILLING_COMMANDS
 from vask.cli_billing import account_option
+from vask.cli_deploy import checkconfig, config_reference, genconfig
 from vask.cli_webhooks import webhooks as webhooks_group
 from vask.config import MASK, ConfigError, Settings
 from vask.factory import describe_store, open_store
@@ -471,6 +472,9 @@ def apps_delete(obj: CliContext, app_id: str, yes: bool) -> None:
 for _command in BILLING_COMMANDS:  # accounts, plans, usage, bill, calc (vask.cli_billing)
     cli.add_command(_command)
 apps.add_command(webhooks_group)  # apps webhooks add|list|remove (vask.cli_webhooks)
+cli.add_command(genconfig)  # genconfig, checkconfig, config reference (vask.cli_deploy)
+cli.add_command(checkconfig)
+config.add_command(config_reference)
 
 
 def main() -> None:
