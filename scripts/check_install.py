@@ -7,8 +7,9 @@
    development app answers pusher-js (Node, tests/js) and pusher-http-python publishes to it.
 3. The sdist goes into a second fresh venv and `vask serve` answers /ready.
 
-Usage: python3 scripts/check_install.py [--keep DIR] [--require-js]   (needs network or a pip cache for the dependencies,
-and Node >= 20 with tests/js/node_modules installed for the pusher-js step, which is skipped, saying so, without)
+Usage: python3 scripts/check_install.py [--keep DIR] [--require-js]
+Needs network or a pip cache for the dependencies, and Node >= 20 with tests/js/node_modules installed for the
+pusher-js step (skipped, saying so, without them; --require-js makes that a failure, as CI does).
 """
 
 from __future__ import annotations
