@@ -1,4 +1,5 @@
-"""The nginx recipe (deploy/nginx/vask.conf), run by the real Debian nginx with a private CA made here.
+"""The nginx and Caddy recipes (deploy/nginx/vask.conf, deploy/caddy/Caddyfile), run by the real Debian nginx and
+Caddy with a private CA made here.
 
 pusher-js connects with forceTLS through it, pusher-http-python publishes with ssl=True through it (trusting the
 private CA as docs/deploy/nginx.md says), and the client's address reaches Vask's log through X-Forwarded-For
@@ -31,6 +32,8 @@ from websockets.sync.client import connect as ws_connect
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 RECIPE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "vask.conf"
+CADDY = shutil.which("caddy")
+CADDYFILE = Path(__file__).resolve().parents[2] / "deploy" / "caddy" / "Caddyfile"
 APP = {"id": "4242", "key": "tls-key", "secret": "tls-secret"}
 
 
@@ -124,6 +127,37 @@ http {{
         self.process.wait(timeout=10)
 
 
+class Caddy:
+    """The Caddyfile with this test's ports and certificate (and no admin endpoint); stopped by ``stop``."""
+
+    def __init__(self, directory: Path, upstream_port: int, cert: Path, key: Path) -> None:
+        self.port = _free_port()
+        recipe = CADDYFILE.read_text()
+        for old, new in (("127.0.0.1:6001", f"127.0.0.1:{upstream_port}"),
+                         ("realtime.example.com {", f"https://localhost:{self.port} {{"),
+                         ("# tls /etc/ssl/vask/fullchain.pem /etc/ssl/vask/privkey.pem", f"tls {cert} {key}")):
+            assert old in recipe, old
+            recipe = recipe.replace(old, new)
+        (directory / "Caddyfile").write_text("{\n\tadmin off\n\tauto_https disable_redirects\n}\n" + recipe)
+        env = {**os.environ, "XDG_DATA_HOME": str(directory / "data"), "XDG_CONFIG_HOME": str(directory / "config"),
+               "HOME": str(directory)}
+        self.process = subprocess.Popen([str(CADDY), "run", "--config", str(directory / "Caddyfile"),
+                                         "--adapter", "caddyfile"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and self.process.poll() is None, "caddy did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 class PrivateCABackend(RequestsBackend):  # type: ignore[misc]
     """pusher-http-python with ssl=True verifies against its own bundled CA file (it ignores REQUESTS_CA_BUNDLE);
     this backend, as docs/deploy/nginx.md shows, makes it trust a private CA instead."""
@@ -205,3 +239,33 @@ def test_forwarded_for_is_believed_only_from_the_trusted_proxy(behind_nginx: Any
     assert response.status_code == 401
     assert _log_has(server, f"GET /apps/{APP['id']}/channels 401 from 127.0.0.1")
     assert not _log_has(server, "from 127.0.0.2", timeout=0.2)  # the proxy's own address is never the client
+
+
+def test_caddy_recipe_with_pusher_js_force_tls_and_pusher_http_python_ssl(
+        server_factory: Any, tmp_path: Path, node_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if CADDY is None:
+        pytest.skip("caddy is not installed (Debian: apt-get install caddy)")
+    ca, cert, key = make_ca(tmp_path)
+    server = server_factory([APP], env={"VASK_TRUSTED_PROXIES": "127.0.0.1", "VASK_LOG_LEVEL": "debug"})
+    (tmp_path / "caddy").mkdir()
+    caddy = Caddy(tmp_path / "caddy", server.port, cert, key)
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", str(ca))
+    client = JsClient(node_env, server, name="caddy")
+    try:
+        client.connect(wsHost="localhost", wssPort=caddy.port, forceTLS=True)
+        client.call("subscribe", channel="secure")
+        client.wait_for(type="event", event="pusher:subscription_succeeded", channel="secure")
+        PrivateCABackend.ca_file = str(ca)
+        backend = pusher.Pusher(app_id=APP["id"], key=APP["key"], secret=APP["secret"], host="localhost",
+                                port=caddy.port, ssl=True, backend=PrivateCABackend)
+        assert backend.trigger("secure", "over-caddy", {"tls": True}) == {}
+        assert client.wait_for(type="event", event="over-caddy")["data"] == {"tls": True}
+        # Caddy replaces a client's own X-Forwarded-For with the address it saw.
+        context = ssl.create_default_context(cafile=str(ca))
+        with ws_connect(f"wss://localhost:{caddy.port}/app/{APP['key']}?protocol=7", ssl=context,
+                        additional_headers={"X-Forwarded-For": "203.0.113.7"}) as ws:
+            assert "connection_established" in str(ws.recv(timeout=5))
+        assert not _log_has(server, "from 203.0.113.7", timeout=0.5)
+    finally:
+        client.close()
+        caddy.stop()
