@@ -216,3 +216,14 @@ def test_accept_traffic_refuses_above_the_memory_threshold(server_factory: Any) 
     response = requests.get(f"{server.http_url}/accept-traffic", timeout=5)
     assert response.status_code == 503 and "Low on memory" in response.text
     assert _ready(server) == (200, "OK")  # readiness is not about memory
+
+
+def test_container_healthcheck_follows_ready(server_factory: Any) -> None:
+    """`python -m vask.healthcheck` (the image's HEALTHCHECK) exits 0 only while /ready is 200."""
+    server = server_factory()
+    env = {**os.environ, "VASK_PORT": str(server.port)}
+    check = [sys.executable, "-m", "vask.healthcheck"]
+    assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 0
+    server.stop()
+    done = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "not ready" in done.stderr
