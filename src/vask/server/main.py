@@ -20,8 +20,7 @@ from vask.config import Settings, mask_url
 from vask.core.observer import Observers
 from vask.factory import make_hub, make_usage_counters, open_billing_store, open_store
 from vask.protocol import constants as c
-from vask.server import xhr_session
-from vask.server import banner, health
+from vask.server import banner, health, xhr_session
 from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
 from vask.server.node import Flusher, ServerState
