@@ -154,6 +154,11 @@ class Settings(BaseSettings):
                                        "(per node).")
     webhook_shutdown_grace: float = Field(
         default=5.0, ge=0, description="Seconds a graceful shutdown waits for pending webhooks to be delivered.")
+    # CORS on the HTTP API (vask.server.cors). Off by default: the HTTP API is signed with the app secret, which a
+    # browser must never hold, so cross-origin calls are the exception an operator opts into.
+    cors_origins: str = Field(
+        default="", description="Origins allowed to call the HTTP API from a browser (CORS), comma-separated "
+                                "(https://admin.example.com), or * for any; empty: no CORS headers at all.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

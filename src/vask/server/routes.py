@@ -5,6 +5,7 @@ The HTTP API logic lives in ``vask.protocol.rest``; this module feeds it apps fr
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from vask.cluster.hub import ClusterHub
 from vask.cluster.store import StoreUnavailable
 from vask.cluster.view import needs_view, view_for
 from vask.protocol import rest
+from vask.server import cors
 
 if TYPE_CHECKING:
     from vask.server.http import HttpRequest
@@ -72,6 +74,28 @@ def _warm(state: ServerState, request: HttpRequest) -> bool:
 
 def respond(state: ServerState, request: HttpRequest) -> Response | None:
     """The response, or None when an app must first be loaded from the store (see ``respond_async``)."""
+    origins = cors.allowed_origins(state.settings.cors_origins)
+    if not origins:
+        return _respond(state, request)
+    allowed = cors.preflight(origins, request)
+    if allowed is not None:
+        return Response(204, b"", "text/plain; charset=utf-8", allowed)
+    response = _respond(state, request)
+    return None if response is None else _with_cors(origins, request, response)
+
+
+async def respond_async(state: ServerState, request: HttpRequest) -> Response:
+    response = await _respond_async(state, request)
+    origins = cors.allowed_origins(state.settings.cors_origins)
+    return _with_cors(origins, request, response) if origins else response
+
+
+def _with_cors(origins: frozenset[str], request: HttpRequest, response: Response) -> Response:
+    extra = cors.headers(origins, request)
+    return dataclasses.replace(response, headers=response.headers + extra) if extra else response
+
+
+def _respond(state: ServerState, request: HttpRequest) -> Response | None:
     path = request.path
     if request.method in ("GET", "HEAD") and (path in HEALTH or path == "/ready"):
         if path == "/ready" and state.shutting_down:
@@ -101,7 +125,7 @@ def respond(state: ServerState, request: HttpRequest) -> Response | None:
     return _convert(rest.execute(call, hub))
 
 
-async def respond_async(state: ServerState, request: HttpRequest) -> Response:
+async def _respond_async(state: ServerState, request: HttpRequest) -> Response:
     app_id, key = _needed(request)
     if app_id is not None:
         await state.apps.by_id(app_id)
@@ -110,7 +134,7 @@ async def respond_async(state: ServerState, request: HttpRequest) -> Response:
     if not _warm(state, request):
         # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
         return Response.error(503, "App store too slow, retry")
-    response = respond(state, request)
+    response = _respond(state, request)
     if response is not None:
         return response
     # A cluster node: run the call against a view of the shared state.
