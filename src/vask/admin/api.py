@@ -10,7 +10,8 @@ Every request needs ``Authorization: Bearer <admin_token>``; anything else gets 
     GET /api/calc?broadcasts=N&subscribers=S        broadcasts billed by Vask vs messages billed per copy
     GET /api/meter                                  this process's meter counters
     GET /api/webhooks                               this process's webhook delivery counters
-    GET /metrics                                    both, in the Prometheus text format
+    GET /api/cluster                                this node's broker counters (a cluster node only)
+    GET /metrics                                    all of these, in the Prometheus text format
 
 ``month`` defaults to the current month (UTC). Usage is read from the ledger, which the meter writes every
 ``usage_flush_interval`` seconds, so the current month lags by at most that.
@@ -31,12 +32,14 @@ from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
 from vask.billing.plans import AccountNotFound, month_of, parse_month
 from vask.billing.statement import account_usage
+from vask.cluster.stats import ClusterStats
 from vask.webhooks.sender import WebhookStats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE_KEY = web.AppKey("store", BillingStore)
 METER_KEY = web.AppKey("meter", Meter)
 WEBHOOKS_KEY = web.AppKey("webhooks", WebhookStats)
+CLUSTER_KEY = web.AppKey("cluster", ClusterStats)
 Clock = Callable[[], float]
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock")
 
@@ -136,16 +139,23 @@ async def webhook_stats(request: web.Request) -> web.Response:
     return _json(stats.as_dict() if stats is not None else {})
 
 
+async def cluster_stats(request: web.Request) -> web.Response:
+    stats = request.app.get(CLUSTER_KEY)
+    return _json(stats.as_dict() if stats is not None else {})
+
+
 async def prometheus(request: web.Request) -> web.Response:
     from vask.admin.metrics import render
 
-    return web.Response(text=render(request.app.get(METER_KEY), request.app.get(WEBHOOKS_KEY)),
+    return web.Response(text=render(request.app.get(METER_KEY), request.app.get(WEBHOOKS_KEY),
+                                    request.app.get(CLUSTER_KEY)),
                         content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"},
                         charset="utf-8")
 
 
 def create_app(store: BillingStore, token: str, meter: Meter | None = None,
-               clock: Callable[[], float] = time.time, webhooks: WebhookStats | None = None) -> web.Application:
+               clock: Callable[[], float] = time.time, webhooks: WebhookStats | None = None,
+               cluster: ClusterStats | None = None) -> web.Application:
     app = web.Application(middlewares=[_auth(token)])
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
@@ -153,6 +163,8 @@ def create_app(store: BillingStore, token: str, meter: Meter | None = None,
         app[METER_KEY] = meter
     if webhooks is not None:
         app[WEBHOOKS_KEY] = webhooks
+    if cluster is not None:
+        app[CLUSTER_KEY] = cluster
     app.router.add_get("/api/accounts", accounts)
     app.router.add_get("/api/accounts/{account}/usage", usage)
     app.router.add_get("/api/accounts/{account}/statement", statement)
@@ -160,6 +172,7 @@ def create_app(store: BillingStore, token: str, meter: Meter | None = None,
     app.router.add_get("/api/calc", calculate)
     app.router.add_get("/api/meter", meter_stats)
     app.router.add_get("/api/webhooks", webhook_stats)
+    app.router.add_get("/api/cluster", cluster_stats)
     app.router.add_get("/metrics", prometheus)
     return app
 

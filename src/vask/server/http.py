@@ -27,6 +27,7 @@ from vask.core.connection import Connection
 from vask.protocol import frames
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
 from vask.server import websocket
+from vask.server.appcache import AppStoreUnavailable
 from vask.server.node import ServerState
 from vask.server.routes import Response, respond, respond_async
 
@@ -245,11 +246,21 @@ class HttpProtocol(asyncio.Protocol):
             self.loop.create_task(self._open_async(key))
 
     async def _open_async(self, key: str) -> None:
-        app = await self.state.apps.by_key(key)
+        try:
+            app = await self.state.apps.by_key(key)
+        except AppStoreUnavailable:  # the database is down and this app was never seen: "retry later"
+            app = None
+            problem: tuple[int, str] | None = (4100, "App store unavailable: retry shortly")
+        else:
+            problem = None
         self.opening = False
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.resume_reading()
+        if problem is not None:
+            self.early = []
+            self._refuse(*problem)
+            return
         self._open(key, app)
 
     def _open(self, key: str, app: Any) -> None:

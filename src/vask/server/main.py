@@ -28,6 +28,7 @@ from vask.webhooks import WebhookService
 if TYPE_CHECKING:
     from aiohttp.web import AppRunner
 
+    from vask.cluster.stats import ClusterStats
     from vask.webhooks.sender import WebhookStats
 
 log = logging.getLogger("vask")
@@ -101,7 +102,8 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                                           reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
         if settings.admin_token:
-            admin = await _start_admin(settings, billing, meter, webhooks.stats)
+            admin = await _start_admin(settings, billing, meter, webhooks.stats,
+                                       hub.stats if isinstance(hub, ClusterHub) else None)
         scheme = "wss" if context else "ws"
         print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
@@ -138,11 +140,11 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
 
 
 async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter,
-                       webhook_stats: WebhookStats) -> AppRunner:
+                       webhook_stats: WebhookStats, cluster: ClusterStats | None) -> AppRunner:
     from vask.admin import api  # aiohttp loads only when the admin API is on
 
     assert settings.admin_token is not None
-    app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats)
+    app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats, cluster=cluster)
     runner, port = await api.start(app, settings.host, settings.admin_port)
     print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics (bearer token required)",
           flush=True)

@@ -19,6 +19,7 @@ from vask.cluster.store import StoreUnavailable
 from vask.cluster.view import needs_view, view_for
 from vask.protocol import rest
 from vask.server import cors
+from vask.server.appcache import AppStoreUnavailable
 
 if TYPE_CHECKING:
     from vask.server.http import HttpRequest
@@ -119,6 +120,7 @@ def _respond(state: ServerState, request: HttpRequest) -> Response | None:
     if isinstance(hub, ClusterHub):
         if call.broadcasts and not hub.healthy:
             # Refused rather than delivered to this node only: the caller can retry without duplicates.
+            hub.stats.publishes_refused += 1
             return Response.error(503, "Broker unavailable: the event was not published, retry shortly")
         if needs_view(call):
             return None  # cluster-wide answers are read from the shared store: see respond_async
@@ -127,10 +129,13 @@ def _respond(state: ServerState, request: HttpRequest) -> Response | None:
 
 async def _respond_async(state: ServerState, request: HttpRequest) -> Response:
     app_id, key = _needed(request)
-    if app_id is not None:
-        await state.apps.by_id(app_id)
-    if key is not None:
-        await state.apps.by_key(key)
+    try:
+        if app_id is not None:
+            await state.apps.by_id(app_id)
+        if key is not None:
+            await state.apps.by_key(key)
+    except AppStoreUnavailable:
+        return Response.error(503, "App store unavailable: retry shortly")
     if not _warm(state, request):
         # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
         return Response.error(503, "App store too slow, retry")
