@@ -23,8 +23,8 @@ from vask.apps.base import App
 from vask.broker.base import Broker, BrokerUnavailable
 from vask.cluster import envelopes as env
 from vask.cluster import sync
-from vask.cluster.store import SharedStore, StoreUnavailable, decode, total, update
 from vask.cluster.stats import ClusterStats
+from vask.cluster.store import SharedStore, StoreUnavailable, decode, total, update
 from vask.cluster.store import set_node_count as set_count
 from vask.core.connection import Connection
 from vask.core.hub import AppState, Cached, Channel, Hub, send_watchlist_status
