@@ -3,7 +3,7 @@
 PYTHON ?= .venv/bin/python
 CC ?= gcc
 
-.PHONY: bench bench-quick bench-build bench-soketi bench-django bench-clean
+.PHONY: bench bench-quick bench-build bench-soketi bench-django bench-clean reliability soak soak-quick
 
 bench: bench-build bench-soketi bench-django
 	$(PYTHON) bench/run.py
@@ -34,3 +34,17 @@ bench-clean:
 
 bench/refserver: bench/refserver.c
 	$(CC) -O2 -Wall -Wextra -o $@ $< -lcrypto
+
+# Reliability and security (RELIABILITY.md). `reliability` runs the tests of its CI tier (they also run in the
+# plain `pytest` run); `soak` is the nightly soak (100,000 cycles, then 1 hour of mixed traffic, ~75 min).
+RELIABILITY_TESTS ?= tests/integration/test_security.py tests/integration/test_chaos.py \
+	tests/integration/test_soak.py tests/integration/test_cluster_failures.py
+
+reliability:
+	$(PYTHON) -m pytest -q -rs $(RELIABILITY_TESTS) $(RELIABILITY_EXTRA)
+
+soak:
+	$(PYTHON) scripts/soak.py --cycles 100000 --mixed-seconds 3600 --json soak-nightly.json
+
+soak-quick:
+	$(PYTHON) scripts/soak.py --cycles 10000 --mixed-seconds 15
