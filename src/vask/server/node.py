@@ -13,6 +13,7 @@ from vask.core.connection import Connection
 from vask.core.hub import Hub
 from vask.protocol import constants as c
 from vask.server.appcache import AppCache
+from vask.server.guard import Guard
 from vask.server.routes import RateLimits
 
 if TYPE_CHECKING:
@@ -64,3 +65,7 @@ class ServerState:
     shutting_down: bool = False
     protocols: set[HttpProtocol] = field(default_factory=set)
     meter: Meter | None = None  # usage and account quotas (vask.billing); None: nothing metered
+    guard: Guard = field(init=False)  # per-address cap and half-open bound (vask.server.guard)
+
+    def __post_init__(self) -> None:
+        self.guard = Guard(self.settings)
