@@ -179,6 +179,9 @@ async def test_broker_outage_under_load_loses_only_inside_the_window_and_counts_
     assert lost_metric >= missing_total, (lost_metric, missing_total)
     assert lost_metric <= missing_total + 10, (lost_metric, missing_total)
     first_ok = min((at for n, node, at in accepted if at > marks["back"]), default=None)
+    assert first_ok is not None and first_ok - marks["back"] < RECOVERY, "publishes not accepted again in time"
+    refused_late = [n for n, node, at, status in sent if status != 200 and at > window_end]
+    assert refused_late == [], f"still refused more than {RECOVERY}s after the restart: {refused_late}"
     print(f"broker {private_broker.kind} outage {OUTAGE:.0f}s at {RATE}/s: {len(sent)} publishes, "
           f"{refused} refused (503, counted), {missing_total} accepted but lost (counted {lost_metric:.0f}), "
           f"0 duplicates; first publish accepted {first_ok - marks['back'] if first_ok else -1:.2f}s after the "

@@ -39,6 +39,16 @@ class AppCache:
     def cached_by_id(self, app_id: str) -> tuple[bool, App | None]:
         return self._lookup(self._by_id, app_id)
 
+    def known_by_key(self, key: str) -> App | None:
+        """The cached record, expired or not: for a caller that just checked it was fresh (a TTL may run out
+        between that check and this call, which must not turn a known app into an unknown one)."""
+        entry = self._by_key.get(key)
+        return entry[1] if entry is not None else None
+
+    def known_by_id(self, app_id: str) -> App | None:
+        entry = self._by_id.get(app_id)
+        return entry[1] if entry is not None else None
+
     def _lookup(self, table: dict[str, tuple[float, App | None]], name: str) -> tuple[bool, App | None]:
         entry = table.get(name)
         if entry is None or entry[0] < time.monotonic():

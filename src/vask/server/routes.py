@@ -49,10 +49,10 @@ class _CachedApps:
         self.state = state
 
     def get_by_id(self, app_id: str) -> App | None:
-        return self.state.apps.cached_by_id(app_id)[1]
+        return self.state.apps.known_by_id(app_id)
 
     def get_by_key(self, key: str) -> App | None:
-        return self.state.apps.cached_by_key(key)[1]
+        return self.state.apps.known_by_key(key)
 
 
 def _needed(request: HttpRequest) -> tuple[str | None, str | None]:
