@@ -38,7 +38,10 @@ bench/refserver: bench/refserver.c
 # Reliability and security (RELIABILITY.md). `reliability` runs the tests of its CI tier (they also run in the
 # plain `pytest` run); `soak` is the nightly soak (100,000 cycles, then 1 hour of mixed traffic, ~75 min).
 RELIABILITY_TESTS ?= tests/integration/test_security.py tests/integration/test_chaos.py \
-	tests/integration/test_soak.py tests/integration/test_cluster_failures.py
+	tests/integration/test_soak.py tests/integration/test_cluster_failures.py \
+	tests/unit/test_cluster_stats.py tests/unit/test_app_cache.py \
+	tests/integration/test_conformance.py tests/integration/test_timeouts.py \
+	tests/unit/test_core_state_machine.py tests/unit/test_fuzz_parsers.py
 
 reliability:
 	$(PYTHON) -m pytest -q -rs $(RELIABILITY_TESTS) $(RELIABILITY_EXTRA)
