@@ -54,8 +54,14 @@ def upgrade_request(host: str, port: int, path: str) -> bytes:
 class RawSocket:
     """A WebSocket client with no rules: it sends bytes and parses the server's frames."""
 
-    def __init__(self, host: str, port: int, path: str, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, path: str, timeout: float = 5.0, rcvbuf: int | None = None) -> None:
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:  # set before connecting, so the TCP window is small from the start
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.buffer = b""
         self.sock.sendall(upgrade_request(host, port, path))
         while b"\r\n\r\n" not in self.buffer:
