@@ -210,6 +210,31 @@ class Settings(BaseSettings):
     store_check_interval: float = Field(
         default=2.0, gt=0, le=300, description="Seconds between the checks of the app store and broker that "
                                                "/ready reports.")
+    # CORS on the HTTP API (vask.server.cors). Off by default: the HTTP API is signed with the app secret, which a
+    # browser must never hold, so cross-origin calls are the exception an operator opts into.
+    cors_origins: str = Field(
+        default="", description="Origins allowed to call the HTTP API from a browser (CORS), comma-separated "
+                                "(https://admin.example.com), or * for any; empty: no CORS headers at all.")
+    # Timeouts and floods (vask.server.http, vask.server.guard): every wait on a client is bounded (RELIABILITY.md).
+    http_request_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client has to send a whole HTTP request (headers and body, the "
+                                        "WebSocket upgrade included), counted from its first byte or from the "
+                                        "connection's opening; then the socket is dropped.")
+    http_idle_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds an idle keep-alive HTTP connection is kept between requests.")
+    ws_frame_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a started WebSocket frame (or fragmented message) has to "
+                                        "complete; then the socket is dropped.")
+    close_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for the client's side of a close (its close frame, or "
+                                       "reading the last response) before the socket is dropped.")
+    max_half_open: int = Field(
+        default=10_000, ge=1, description="Sockets still in their HTTP phase (no complete request answered, or "
+                                          "idle keep-alive) a node holds; past it the oldest is dropped.")
+    max_connections_per_ip: int = Field(
+        default=0, ge=0, description="Open sockets one source address may hold (HTTP and WebSocket); more get "
+                                     "HTTP 429. 0: no cap. Leave 0 behind a proxy, or list it in "
+                                     "trusted_proxies.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

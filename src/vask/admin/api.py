@@ -10,7 +10,8 @@ Every request needs ``Authorization: Bearer <admin_token>``; anything else gets 
     GET /api/calc?broadcasts=N&subscribers=S        broadcasts billed by Vask vs messages billed per copy
     GET /api/meter                                  this process's meter counters
     GET /api/webhooks                               this process's webhook delivery counters
-    GET /metrics                                    both, and the data plane's (vask.server.metrics), as Prometheus text
+    GET /api/cluster                                this node's broker counters (a cluster node only)
+    GET /metrics                                    all of these and the data plane's, as Prometheus text
     GET /usage                                      this process's memory, as Soketi's metrics port answers it
 
 With ``metrics_require_token = false``, /metrics and /usage answer without the token (for a Prometheus in a
@@ -35,12 +36,14 @@ from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
 from vask.billing.plans import AccountNotFound, month_of, parse_month
 from vask.billing.statement import account_usage
+from vask.cluster.stats import ClusterStats
 from vask.webhooks.sender import WebhookStats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE_KEY = web.AppKey("store", BillingStore)
 METER_KEY = web.AppKey("meter", Meter)
 WEBHOOKS_KEY = web.AppKey("webhooks", WebhookStats)
+CLUSTER_KEY = web.AppKey("cluster", ClusterStats)
 Clock = Callable[[], float]
 DATAPLANE_KEY: web.AppKey[Callable[[], list[str]]] = web.AppKey("dataplane")
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock")
@@ -148,10 +151,16 @@ async def webhook_stats(request: web.Request) -> web.Response:
     return _json(stats.as_dict() if stats is not None else {})
 
 
+async def cluster_stats(request: web.Request) -> web.Response:
+    stats = request.app.get(CLUSTER_KEY)
+    return _json(stats.as_dict() if stats is not None else {})
+
+
 async def prometheus(request: web.Request) -> web.Response:
     from vask.admin.metrics import render
 
-    text = render(request.app.get(METER_KEY), request.app.get(WEBHOOKS_KEY))
+    text = render(request.app.get(METER_KEY), request.app.get(WEBHOOKS_KEY),
+                  request.app.get(CLUSTER_KEY))
     dataplane = request.app.get(DATAPLANE_KEY)
     if dataplane is not None:
         text += "\n".join(dataplane()) + "\n"
@@ -168,7 +177,8 @@ async def memory_usage(request: web.Request) -> web.Response:
 
 def create_app(store: BillingStore, token: str | None, meter: Meter | None = None,
                clock: Callable[[], float] = time.time, webhooks: WebhookStats | None = None,
-               dataplane: Callable[[], list[str]] | None = None, open_metrics: bool = False) -> web.Application:
+               dataplane: Callable[[], list[str]] | None = None, open_metrics: bool = False,
+               cluster: ClusterStats | None = None) -> web.Application:
     app = web.Application(middlewares=[_auth(token, open_metrics)])
     if dataplane is not None:
         app[DATAPLANE_KEY] = dataplane
@@ -178,6 +188,8 @@ def create_app(store: BillingStore, token: str | None, meter: Meter | None = Non
         app[METER_KEY] = meter
     if webhooks is not None:
         app[WEBHOOKS_KEY] = webhooks
+    if cluster is not None:
+        app[CLUSTER_KEY] = cluster
     app.router.add_get("/api/accounts", accounts)
     app.router.add_get("/api/accounts/{account}/usage", usage)
     app.router.add_get("/api/accounts/{account}/statement", statement)
@@ -185,6 +197,7 @@ def create_app(store: BillingStore, token: str | None, meter: Meter | None = Non
     app.router.add_get("/api/calc", calculate)
     app.router.add_get("/api/meter", meter_stats)
     app.router.add_get("/api/webhooks", webhook_stats)
+    app.router.add_get("/api/cluster", cluster_stats)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/usage", memory_usage)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vask.billing.meter import Meter
+from vask.cluster.stats import ClusterStats
 from vask.webhooks.sender import WebhookStats
 
 # meter.stats() key → (metric name, type, help)
@@ -45,12 +46,32 @@ _WEBHOOK_HELP = {
 }
 
 
+# ClusterStats.as_dict() key → (metric name, type, help); only nodes of a cluster (--broker) have them.
+_CLUSTER = {
+    "envelopes_sent": ("vask_broker_envelopes_sent_total", "counter", "Envelopes this node handed to the broker."),
+    "envelopes_received": ("vask_broker_envelopes_received_total", "counter",
+                           "Envelopes received from other nodes."),
+    "envelopes_lost": ("vask_broker_envelopes_lost_total", "counter",
+                       "Envelopes of other nodes that never arrived (gaps in their sequence numbers), e.g. "
+                       "published while this node was resubscribing after a broker outage."),
+    "envelopes_dropped": ("vask_broker_envelopes_dropped_total", "counter",
+                          "Envelopes dropped unsent because the outgoing queue was full during an outage."),
+    "publishes_refused": ("vask_broker_publishes_refused_total", "counter",
+                          "HTTP publishes refused (503) while the broker or the shared store was unavailable."),
+    "healthy": ("vask_broker_healthy", "gauge", "1 while the broker and the shared store answer, else 0."),
+}
+
+
 def _sample(name: str, kind: str, text: str, value: float) -> list[str]:
     return [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
 
 
-def render(meter: Meter | None, webhooks: WebhookStats | None) -> str:
+def render(meter: Meter | None, webhooks: WebhookStats | None, cluster: ClusterStats | None = None) -> str:
     lines: list[str] = []
+    if cluster is not None:
+        for key, value in cluster.as_dict().items():
+            name, kind, text = _CLUSTER[key]
+            lines += _sample(name, kind, text, float(value))
     if meter is not None:
         stats: dict[str, Any] = meter.stats()
         for key, (name, kind, text) in _METER.items():

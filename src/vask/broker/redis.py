@@ -115,7 +115,9 @@ class RedisBroker:
                     with contextlib.suppress(Exception):
                         await conn.aclose()
             await asyncio.sleep(delay + random.random() * delay)
-            delay = min(delay * 2, 2.0)
+            # At most 2 s between attempts: delivery must be back within a few seconds of Redis returning
+            # (RELIABILITY.md), and a refused connection costs Redis nothing.
+            delay = min(delay * 2, 1.0)
 
     async def publish(self, payload: bytes) -> None:
         if not self.healthy:

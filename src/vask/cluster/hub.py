@@ -23,6 +23,7 @@ from vask.apps.base import App
 from vask.broker.base import Broker, BrokerUnavailable
 from vask.cluster import envelopes as env
 from vask.cluster import sync
+from vask.cluster.stats import ClusterStats
 from vask.cluster.store import SharedStore, StoreUnavailable, decode, total, update
 from vask.cluster.store import set_node_count as set_count
 from vask.core.connection import Connection
@@ -62,6 +63,7 @@ class ClusterHub(Hub):
         self.account_counter: Any = None  # ClusterUsageCounters, when metering is on
         self.store_healthy = True
         self.tasks: list[asyncio.Task[None]] = []
+        self.stats = ClusterStats()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -108,7 +110,8 @@ class ClusterHub(Hub):
 
     @property
     def healthy(self) -> bool:
-        return self.broker.healthy and self.store_healthy
+        healthy = self.stats.healthy = self.broker.healthy and self.store_healthy
+        return healthy
 
     async def resync(self) -> None:
         """After the broker or store came back: re-publish this node's whole local state (absolute values)."""
@@ -129,7 +132,9 @@ class ClusterHub(Hub):
     def announce(self, kind: str, app_id: str, **fields: Any) -> None:
         if len(self.outgoing) > 100_000:  # bounded: a broker outage must not grow memory for ever
             self.outgoing.popleft()
-        self.outgoing.append(env.encode(kind, self.node_id, app_id, **fields))
+            self.stats.envelopes_dropped += 1  # (its receivers count the gap it leaves, too)
+        self.outgoing.append(env.encode(kind, self.node_id, app_id, b=self.stats.boot,
+                                        q=self.stats.next_sequence(), **fields))
         self.outgoing_ready.set()
 
     async def _send_loop(self) -> None:
@@ -143,6 +148,7 @@ class ClusterHub(Hub):
                     await asyncio.sleep(0.2)
                     continue
                 self.outgoing.popleft()
+                self.stats.envelopes_sent += 1
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -169,6 +175,7 @@ class ClusterHub(Hub):
         message = env.decode(payload)
         if message is None or message["o"] == self.node_id:
             return  # not ours, or already handled locally when it was sent
+        self.stats.received(message)
         state = self.apps.get(message["a"])
         if state is None:
             return  # no connection of that app here

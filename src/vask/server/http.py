@@ -14,6 +14,8 @@ import email.utils
 import hashlib
 import logging
 import re
+import socket
+import struct
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -27,6 +29,7 @@ from vask.core.connection import Connection
 from vask.protocol import frames, sockjs
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
 from vask.server import websocket, xhr
+from vask.server.appcache import AppStoreUnavailable
 from vask.server.node import ServerState
 from vask.server.proxies import client_address, peer_of
 from vask.server.routes import Response, respond, respond_async
@@ -34,9 +37,12 @@ from vask.server.xhr_session import Receiver
 
 log = logging.getLogger("vask.http")
 
-REQUEST_TIMEOUT = 10.0  # whole request, headers and body: slow senders are cut off
-IDLE_TIMEOUT = 60.0  # keep-alive connection with no request
-CLOSE_TIMEOUT = 5.0  # wait for the client's close frame before dropping the socket
+# Every wait on a client is bounded by a setting (RELIABILITY.md, "Timeouts and floods"): http_request_timeout
+# from the connection's opening or a request's first byte, http_idle_timeout between keep-alive requests,
+# ws_frame_timeout for a started frame or message, close_timeout for the client's side of a close.
+_TOO_MANY = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 76\r\n"
+             b"Connection: close\r\n\r\n"
+             b'{"error": "Too many connections from this address: close some, then retry"}\n')
 
 
 @dataclass(slots=True)
@@ -55,7 +61,8 @@ class HttpRequest:
 class HttpProtocol(asyncio.Protocol):
     # Slots and dropping the HTTP parser after the upgrade keep an idle WebSocket small (BENCHMARKS.md).
     __slots__ = ("body", "body_size", "busy", "conn", "early", "fragments", "header_bytes", "headers", "loop",
-                 "metered", "opening", "parser", "queue", "receiver", "state", "timer", "transport", "url", "ws")
+                 "metered", "opening", "parser", "peer_ip", "queue", "receiver", "state", "timer", "transport",
+                 "url", "utf8", "ws")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -77,17 +84,33 @@ class HttpProtocol(asyncio.Protocol):
         self.metered: tuple[str, str] | None = None  # (account, app) the meter counts this connection under
         self.opening = False
         self.receiver: Receiver | None = None  # a held receive request of pusher-js' HTTP transports
+        self.peer_ip: str | None = None  # counted in the guard's per-address cap
+        self.utf8: Any = None  # incremental UTF-8 decoder of the text message being received
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
+        guard = self.state.guard
+        peer = self.transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not guard.admit(ip):
+            self.transport.write(_TOO_MANY)
+            self.transport.close()
+            self.timer = self.loop.call_later(self.state.settings.close_timeout, reset, self.transport)
+            return
+        self.peer_ip = ip
         self.state.protocols.add(self)
-        self._arm(IDLE_TIMEOUT)
+        self._arm(self.state.settings.http_request_timeout)
+        self._wait_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.protocols.discard(self)
         self._disarm()
+        self.state.guard.leave(self)
+        if self.peer_ip is not None:
+            self.state.guard.release(self.peer_ip)
+            self.peer_ip = None
         if self.conn is not None:
             self.state.hub.remove(self.conn)
             self.conn.closing = True
@@ -133,7 +156,7 @@ class HttpProtocol(asyncio.Protocol):
         self.header_bytes = 0
         self.body = []
         self.body_size = 0
-        self._arm(REQUEST_TIMEOUT)
+        self._arm(self.state.settings.http_request_timeout)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -196,8 +219,9 @@ class HttpProtocol(asyncio.Protocol):
                 return
             del self.queue[0]
             self._answered(request, response)
-        if not self.queue:
-            self._arm(IDLE_TIMEOUT)
+        if not self.queue and self.transport is not None and not self.transport.is_closing():
+            self._arm(self.state.settings.http_idle_timeout)
+            self._wait_request()
 
     async def _finish_async(self, request: HttpRequest) -> None:
         try:
@@ -236,7 +260,7 @@ class HttpProtocol(asyncio.Protocol):
             head += "Connection: close\r\n"
         self.transport.write(head.encode() + b"\r\n" + response.body)
         if not keep_alive:
-            self.transport.close()
+            self._close_after_flush()
 
     # -- held requests (pusher-js' HTTP transports, vask.server.xhr) --------------------------
 
@@ -245,6 +269,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = True
         self.receiver = receiver
         self._disarm()
+        self.state.guard.leave(self)  # a held receive request is a live session, not a half-open socket
 
     def release(self, response: Response | None, keep_alive: bool) -> None:
         """The held request is answered (``response``), or its stream was ended: carry on with the next."""
@@ -273,13 +298,14 @@ class HttpProtocol(asyncio.Protocol):
     def _upgrade(self, request: HttpRequest) -> None:
         assert self.transport is not None
         self._disarm()
+        self.state.guard.leave(self)
         raw, ws = fast_handshake(request.headers, self.state.settings.max_ws_frame_bytes)
         if not raw:
             raw, ws = websocket.handshake(request.path + ("?" + request.query if request.query else ""),
                                           request.headers, self.state.settings.max_ws_frame_bytes)
         self.transport.write(raw)
         if ws is None:
-            self.transport.close()
+            self._close_after_flush()
             return
         self.ws = ws
         # From here on only WebSocket frames arrive: the HTTP parser and the request are garbage.
@@ -307,11 +333,21 @@ class HttpProtocol(asyncio.Protocol):
             self.loop.create_task(self._open_async(key))
 
     async def _open_async(self, key: str) -> None:
-        app = await self.state.apps.by_key(key)
+        try:
+            app = await self.state.apps.by_key(key)
+        except AppStoreUnavailable:  # the database is down and this app was never seen: "retry later"
+            app = None
+            problem: tuple[int, str] | None = (4100, "App store unavailable: retry shortly")
+        else:
+            problem = None
         self.opening = False
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.resume_reading()
+        if problem is not None:
+            self.early = []
+            self._refuse(*problem)
+            return
         self._open(key, app)
 
     def _open(self, key: str, app: Any) -> None:
@@ -330,7 +366,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write(frames.ws_frame(frames.encode_error(code, reason)))
         self.ws.send_close(code, close_reason(reason))
         self.send_ws_output()
-        self._arm(CLOSE_TIMEOUT)
+        self._arm(self.state.settings.close_timeout)
 
     def send_ws_output(self) -> None:
         if self.ws is None or self.transport is None:
@@ -338,8 +374,8 @@ class HttpProtocol(asyncio.Protocol):
         for chunk in self.ws.data_to_send():
             if chunk:
                 self.transport.write(chunk)
-            else:  # the close handshake is over: the server closes TCP
-                self.transport.close()
+            else:  # the close handshake is over (or the client broke the protocol): the server closes TCP
+                self._close_after_flush()
 
     # -- Peer (used by the hub) --------------------------------------------------------------
 
@@ -361,7 +397,7 @@ class HttpProtocol(asyncio.Protocol):
             with contextlib.suppress(Exception):  # already closing: nothing more to say
                 self.ws.send_close(code, close_reason(reason))
             self.send_ws_output()
-            self._arm(CLOSE_TIMEOUT)
+            self._arm(self.state.settings.close_timeout)
 
     def _release_metered(self) -> None:
         if self.metered is not None and self.state.meter is not None:
@@ -374,6 +410,12 @@ class HttpProtocol(asyncio.Protocol):
         self._disarm()
         self.timer = self.loop.call_later(delay, self._expire)
 
+    def arm_frame_timer(self) -> None:
+        self._arm(self.state.settings.ws_frame_timeout)
+
+    def disarm(self) -> None:
+        self._disarm()
+
     def _disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -382,7 +424,33 @@ class HttpProtocol(asyncio.Protocol):
     def _expire(self) -> None:
         self.timer = None
         if self.transport is not None:
-            self.transport.abort() if self.ws is not None else self.transport.close()
+            reset(self.transport)
+
+    def _close_after_flush(self) -> None:
+        """Close once the last bytes are sent; a client that never reads them is dropped after close_timeout."""
+        assert self.transport is not None
+        self.transport.close()
+        self._arm(self.state.settings.close_timeout)
+
+    def _wait_request(self) -> None:
+        """The socket waits for a request again: it counts as half-open; too many drop the oldest."""
+        oldest = self.state.guard.enter(self)
+        if oldest is not None and oldest.transport is not None:
+            log.warning("more than %d half-open sockets: dropping the oldest", self.state.settings.max_half_open)
+            reset(oldest.transport)
+
+    # -- flow control ------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        # Pipelined requests from a client that does not read its responses: stop reading more until it does,
+        # so its responses cannot grow memory; the request timer bounds how long we wait.
+        if self.ws is None and self.transport is not None:
+            self.transport.pause_reading()
+            self._arm(self.state.settings.http_request_timeout)
+
+    def resume_writing(self) -> None:
+        if self.ws is None and self.transport is not None and not self.busy and not self.transport.is_closing():
+            self.transport.resume_reading()
 
 
 def close_reason(text: str) -> str:
@@ -428,6 +496,16 @@ def fast_handshake(headers: list[tuple[str, str]], max_size: int) -> tuple[bytes
     raw = (b"HTTP/1.1 101 Switching Protocols\r\nDate: " + _date[1] + b"\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
     return raw, ServerProtocol(max_size=max_size, state=OPEN)
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Drop a socket now. close() would wait for a client that does not read, without bound; a plain abort
+    leaves the unsent bytes to the kernel, which keeps an orphan socket retrying; linger 0 sends a reset."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _TooLarge(Exception):

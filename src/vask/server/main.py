@@ -148,7 +148,8 @@ async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter,
 
     app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats,
                          dataplane=lambda: state.metrics.render(state),
-                         open_metrics=not settings.metrics_require_token)
+                         open_metrics=not settings.metrics_require_token,
+                         cluster=state.hub.stats if isinstance(state.hub, ClusterHub) else None)
     runner, port = await api.start(app, settings.host, settings.admin_port)
     guarded = "bearer token required" if settings.metrics_require_token else "/metrics and /usage without token"
     print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics ({guarded})", flush=True)

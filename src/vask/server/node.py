@@ -13,6 +13,7 @@ from vask.core.connection import Connection
 from vask.core.hub import Hub
 from vask.protocol import constants as c
 from vask.server.appcache import AppCache
+from vask.server.guard import Guard
 from vask.server.health import StoreHealth
 from vask.server.metrics import DataPlaneMetrics
 from vask.server.routes import RateLimits
@@ -72,3 +73,7 @@ class ServerState:
     http_sessions: dict[str, XhrSession] = field(default_factory=dict)  # pusher-js' HTTP transports, by key/id
     store_health: StoreHealth = field(default_factory=StoreHealth)  # /ready (vask.server.health)
     metrics: DataPlaneMetrics = field(default_factory=DataPlaneMetrics)  # /metrics (vask.server.metrics)
+    guard: Guard = field(init=False)  # per-address cap and half-open bound (vask.server.guard)
+
+    def __post_init__(self) -> None:
+        self.guard = Guard(self.settings)

@@ -18,7 +18,7 @@ def networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted)
 
 
-def _trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+def is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address.strip().removeprefix("[").partition("]")[0] if address.strip().startswith("[")
                                   else address.strip())
@@ -34,7 +34,7 @@ def client_address(peer: str, headers: list[tuple[str, str]], trusted_proxies: l
     if not trusted_proxies:
         return peer
     trusted = networks(tuple(trusted_proxies))
-    if not _trusted(peer, trusted):
+    if not is_trusted(peer, trusted):
         return peer
     hops: list[str] = []
     for name, value in headers:
@@ -43,7 +43,7 @@ def client_address(peer: str, headers: list[tuple[str, str]], trusted_proxies: l
     client = peer
     for hop in reversed(hops):
         client = hop
-        if not _trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             break
     return client
 

@@ -5,6 +5,7 @@ The HTTP API logic lives in ``vask.protocol.rest``; this module feeds it apps fr
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +18,8 @@ from vask.cluster.hub import ClusterHub
 from vask.cluster.store import StoreUnavailable
 from vask.cluster.view import needs_view, view_for
 from vask.protocol import rest
-from vask.server import health
+from vask.server import cors, health
+from vask.server.appcache import AppStoreUnavailable
 
 if TYPE_CHECKING:
     from vask.server.http import HttpRequest
@@ -61,10 +63,10 @@ class _CachedApps:
         self.state = state
 
     def get_by_id(self, app_id: str) -> App | None:
-        return self.state.apps.cached_by_id(app_id)[1]
+        return self.state.apps.known_by_id(app_id)
 
     def get_by_key(self, key: str) -> App | None:
-        return self.state.apps.cached_by_key(key)[1]
+        return self.state.apps.known_by_key(key)
 
 
 def _needed(request: HttpRequest) -> tuple[str | None, str | None]:
@@ -87,6 +89,28 @@ def _warm(state: ServerState, request: HttpRequest) -> bool:
 
 def respond(state: ServerState, request: HttpRequest) -> Response | None:
     """The response, or None when an app must first be loaded from the store (see ``respond_async``)."""
+    origins = cors.allowed_origins(state.settings.cors_origins)
+    if not origins:
+        return _respond(state, request)
+    allowed = cors.preflight(origins, request)
+    if allowed is not None:
+        return Response(204, b"", "text/plain; charset=utf-8", allowed)
+    response = _respond(state, request)
+    return None if response is None else _with_cors(origins, request, response)
+
+
+async def respond_async(state: ServerState, request: HttpRequest) -> Response:
+    response = await _respond_async(state, request)
+    origins = cors.allowed_origins(state.settings.cors_origins)
+    return _with_cors(origins, request, response) if origins else response
+
+
+def _with_cors(origins: frozenset[str], request: HttpRequest, response: Response) -> Response:
+    extra = cors.headers(origins, request)
+    return dataclasses.replace(response, headers=response.headers + extra) if extra else response
+
+
+def _respond(state: ServerState, request: HttpRequest) -> Response | None:
     path = request.path
     if request.method in ("GET", "HEAD") and path in HEALTH_PATHS:
         return _health(state, path)
@@ -108,22 +132,26 @@ def respond(state: ServerState, request: HttpRequest) -> Response | None:
     if isinstance(hub, ClusterHub):
         if call.broadcasts and not hub.healthy:
             # Refused rather than delivered to this node only: the caller can retry without duplicates.
+            hub.stats.publishes_refused += 1
             return Response.error(503, "Broker unavailable: the event was not published, retry shortly")
         if needs_view(call):
             return None  # cluster-wide answers are read from the shared store: see respond_async
     return _convert(rest.execute(call, hub))
 
 
-async def respond_async(state: ServerState, request: HttpRequest) -> Response:
+async def _respond_async(state: ServerState, request: HttpRequest) -> Response:
     app_id, key = _needed(request)
-    if app_id is not None:
-        await state.apps.by_id(app_id)
-    if key is not None:
-        await state.apps.by_key(key)
+    try:
+        if app_id is not None:
+            await state.apps.by_id(app_id)
+        if key is not None:
+            await state.apps.by_key(key)
+    except AppStoreUnavailable:
+        return Response.error(503, "App store unavailable: retry shortly")
     if not _warm(state, request):
         # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
         return Response.error(503, "App store too slow, retry")
-    response = respond(state, request)
+    response = _respond(state, request)
     if response is not None:
         return response
     # A cluster node: run the call against a view of the shared state.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from websockets.datastructures import Headers
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from vask.server.xhr_session import XhrSession
 
 log = logging.getLogger("vask.ws")
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 def handshake(path: str, headers: list[tuple[str, str]], max_size: int) -> tuple[bytes, ServerProtocol | None]:
@@ -95,16 +97,29 @@ def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerS
         if conn is None or conn.closing or not isinstance(frame, Frame):
             continue
         opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.CONT:
+        # websockets checks the sequence (a CONT always continues a started message), so a CONT frame belongs to
+        # the text message in progress when there is a decoder, else to a binary one.
+        if opcode is Opcode.TEXT or (opcode is Opcode.CONT and proto.utf8 is not None):
+            if opcode is Opcode.TEXT:
+                proto.utf8 = _utf8_decoder()
+            try:  # incrementally, so a bad sequence fails at once, not at the end of a long message
+                proto.utf8.decode(frame.data, final=frame.fin)
+            except UnicodeDecodeError:
+                proto.fragments.clear()
+                proto.utf8 = None
+                state.hub.close(conn, CloseCode.INVALID_DATA, "Invalid UTF-8 in a text message")
+                continue
             proto.fragments.append(bytes(frame.data))
             if sum(len(part) for part in proto.fragments) > state.settings.max_ws_frame_bytes:
                 proto.fragments.clear()
+                proto.utf8 = None
                 state.hub.close(conn, c.RECONNECT, "Message too large")
                 continue
             if frame.fin:
                 conn.recv_frames += 1
                 payload = b"".join(proto.fragments)
                 proto.fragments.clear()
+                proto.utf8 = None
                 try:
                     session.handle(state.hub, conn, payload, state.clock())
                 except RecursionError:
@@ -112,9 +127,17 @@ def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerS
                 except Exception:  # a bug must cost one message, not the connection or the process
                     log.exception("error handling a message from %s", conn.socket_id)
                     session.error(conn, None, "Internal server error while handling this message")
-        elif opcode is Opcode.BINARY:
-            session.error(conn, None, "Binary frames are not supported: send JSON text frames")
+        elif opcode is Opcode.BINARY or opcode is Opcode.CONT:
+            if frame.fin:
+                session.error(conn, None, "Binary frames are not supported: send JSON text frames")
         else:  # ping, pong: websockets answers pings itself; both prove the client is alive
             conn.last_seen = state.clock()
             conn.ping_sent_at = None
     proto.send_ws_output()
+    if conn is not None and not conn.closing:
+        # A started frame or message must complete within ws_frame_timeout, counted from its first byte.
+        if ws.reader.buffer or proto.utf8 is not None:
+            if proto.timer is None:
+                proto.arm_frame_timer()
+        elif proto.timer is not None:
+            proto.disarm()
