@@ -154,6 +154,21 @@ class Settings(BaseSettings):
                                        "(per node).")
     webhook_shutdown_grace: float = Field(
         default=5.0, ge=0, description="Seconds a graceful shutdown waits for pending webhooks to be delivered.")
+    # Console, stats and logs (vask.console)
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object per line (json).")
+    console_max_per_second: float = Field(
+        default=50.0, gt=0, le=10_000, description="Default speed limit of one debug-console viewer, in events "
+                                                   "per second; events above it are skipped and counted.")
+    console_watch_interval: float = Field(
+        default=2.0, gt=0, le=60, description="Seconds between a node's announcements of the apps its consoles "
+                                              "watch; other nodes stop sending an app's events 3 intervals after "
+                                              "the last one (a viewer's node that died).")
+    stats_flush_interval: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between writes of per-minute stats to the store; a "
+                                                 "crash loses at most this much.")
+    stats_minute_retention: float = Field(
+        default=48.0, ge=1, description="Hours of per-minute stats kept in the store (per-day stats are kept).")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -100,6 +100,7 @@ class ConsoleFeed:
         self.remote: dict[str, tuple[frozenset[str], float]] = {}  # node → (apps, believed until)
         self.remote_apps: set[str] = set()
         self.received = 0  # events that came from other nodes (for tests and metrics)
+        self.emitted = 0  # emit() calls: stays 0 while nobody watches, as emit points check watching() first
         self._outgoing: deque[bytes] = deque()
         self._wake = asyncio.Event() if broker is not None else None
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,6 +122,7 @@ class ConsoleFeed:
                                {k: v for k, v in details.items() if v is not None}))
 
     def emit(self, event: ConsoleEvent) -> None:
+        self.emitted += 1
         app_id = event.app_id
         if not (self.log_events or app_id in self.watched):
             return

@@ -23,6 +23,8 @@ import httptools
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
+from vask.console import logs
+from vask.console.emit import http_refused
 from vask.core.connection import Connection
 from vask.protocol import frames
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
@@ -206,6 +208,10 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _fail(self, status: HTTPStatus, message: str) -> None:
+        path = self.url.decode("latin-1").partition("?")[0]
+        app_id = path[6:].split("/", 1)[0] or None if path.startswith("/apps/") else None
+        method = self.parser.get_method().decode() if self.parser is not None else ""
+        http_refused(self.state.hub.console, app_id, method, path, status.value, message)
         if self.transport is not None and not self.transport.is_closing():
             self._write_response(Response.error(status.value, message), keep_alive=False)
 
@@ -236,35 +242,41 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(*problem)
             return
         key = request.path[5:]
+        # Only gathered while a console is open (or events are logged): it costs a header scan.
+        origin = _header(request.headers, "origin") if self.state.hub.console.active else None
         hit, app = self.state.apps.cached_by_key(key)
         if hit:
-            self._open(key, app)
+            self._open(key, app, origin)
         else:
             self.opening = True
             self.transport.pause_reading()
-            self.loop.create_task(self._open_async(key))
+            self.loop.create_task(self._open_async(key, origin))
 
-    async def _open_async(self, key: str) -> None:
+    async def _open_async(self, key: str, origin: str | None) -> None:
         app = await self.state.apps.by_key(key)
         self.opening = False
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.resume_reading()
-        self._open(key, app)
+        self._open(key, app, origin)
 
-    def _open(self, key: str, app: Any) -> None:
+    def _open(self, key: str, app: Any, origin: str | None = None) -> None:
         problem = websocket.app_error(key, app, self.state)
         if problem:
-            self._refuse(*problem)
+            self._refuse(*problem, app_id=app.id if app is not None else None, key=key)
             return
-        self.conn = websocket.establish(self, app, self.state)
+        self.conn = websocket.establish(self, app, self.state, origin)
         early, self.early = self.early, []
         for data in early:
             self.data_received(data)
 
-    def _refuse(self, code: int, reason: str) -> None:
+    def _refuse(self, code: int, reason: str, app_id: str | None = None, key: str | None = None) -> None:
         """Pusher's refusal: a pusher:error frame, then the close code (before any Connection exists)."""
         assert self.transport is not None and self.ws is not None
+        logs.refused("connection", reason, app_id=app_id, code=code, key=key if app_id is None else None)
+        console = self.state.hub.console
+        if app_id is not None and console.watching(app_id):
+            console.note(app_id, "error", None, None, code=code, message=reason, refused=True)
         self.transport.write(frames.ws_frame(frames.encode_error(code, reason)))
         self.ws.send_close(code, close_reason(reason))
         self.send_ws_output()
@@ -321,6 +333,13 @@ class HttpProtocol(asyncio.Protocol):
         self.timer = None
         if self.transport is not None:
             self.transport.abort() if self.ws is not None else self.transport.close()
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value[:200]
+    return None
 
 
 def close_reason(text: str) -> str:

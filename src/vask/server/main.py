@@ -17,6 +17,8 @@ from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
 from vask.cluster.hub import ClusterHub
 from vask.config import Settings, mask_url
+from vask.console import logs
+from vask.console.wiring import Console, open_console
 from vask.core.observer import Observers
 from vask.factory import ensure_default_app, make_hub, make_usage_counters, open_billing_store, open_store
 from vask.protocol import constants as c
@@ -39,8 +41,7 @@ def run(settings: Settings) -> None:
 
         supervise(settings)
         return
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every open and close at INFO
+    logs.configure(settings.log_level, settings.log_format)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows); asyncio's loop works, slower
@@ -58,12 +59,15 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(settings: Settings, started: asyncio.Future[int] | None = None) -> None:
+async def serve(settings: Settings, started: asyncio.Future[int] | None = None, *,
+                stop: asyncio.Event | None = None, state_ready: asyncio.Future[ServerState] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set). In-process tests pass ``stop`` and ``state_ready``."""
     store = open_store(settings)
     billing: BillingStore | None = None
     meter: Meter | None = None
     admin: AppRunner | None = None
     webhooks: WebhookService | None = None
+    console: Console | None = None
     try:
         billing = open_billing_store(settings)
         default = await asyncio.to_thread(ensure_default_app, store, settings)
@@ -90,7 +94,11 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         await webhooks.start()
         assert isinstance(hub.observer, Observers)
         hub.observer.add(webhooks)
-        state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub), meter=meter)
+        console = open_console(settings, hub)  # the debug console's feed and the per-minute stats
+        webhooks.sender.console = console.feed
+        await console.start()
+        state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub), meter=meter,
+                            stats=console.recorder, stats_query=console.query)
         if isinstance(hub, ClusterHub):
             await hub.start()
             print(f"Vask node {hub.node_id} joined the cluster through {mask_url(settings.broker or '')}",
@@ -107,7 +115,9 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
         if started is not None:
             started.set_result(port)
-        stop = asyncio.Event()
+        if state_ready is not None:
+            state_ready.set_result(state)
+        stop = stop or asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
@@ -127,6 +137,12 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                 log.exception("could not stop the webhook sender")
         if admin is not None:
             await admin.cleanup()
+        if console is not None:
+            try:
+                await console.stop()  # the last stats, counted since the last periodic flush
+            except Exception:
+                log.exception("could not write the last stats at shutdown")
+            console.close()
         if meter is not None:
             try:
                 await meter.stop()  # the last usage, counted since the last periodic flush

@@ -17,6 +17,8 @@ from vask.server.routes import RateLimits
 
 if TYPE_CHECKING:
     from vask.billing.meter import Meter
+    from vask.console.feed import ConsoleFeed
+    from vask.console.stats import StatsQuery, StatsRecorder
     from vask.server.http import HttpProtocol
 
 
@@ -64,3 +66,10 @@ class ServerState:
     shutting_down: bool = False
     protocols: set[HttpProtocol] = field(default_factory=set)
     meter: Meter | None = None  # usage and account quotas (vask.billing); None: nothing metered
+    stats: StatsRecorder | None = None  # per-minute stats (vask.console.stats); None: not recorded
+    stats_query: StatsQuery | None = None  # what the dashboard reads; the live feed is hub.console
+
+    @property
+    def console(self) -> ConsoleFeed:
+        """The debug console's live feed (one per process; cluster-wide when a broker is configured)."""
+        return self.hub.console
