@@ -15,9 +15,9 @@ import pusher
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from inprocess import collect, running, types
 from websockets.asyncio.client import ClientConnection, connect
 
-from inprocess import collect, running, types
 from vask.apps.base import App, AppSettings, WebhookTarget
 from vask.apps.sqlite import SqliteAppStore
 from vask.console.filters import ConsoleFilter
