@@ -165,3 +165,18 @@ async def test_console_filter_and_speed_limit_on_a_real_node(tmp_path: Path, hoo
         await asyncio.to_thread(client(port).trigger_batch, batch)
         await asyncio.sleep(0.3)
         assert viewer.dropped >= 3  # 5 more matching within a second, with about 1 token back
+
+
+async def test_rate_limited_publishes_show_as_refused(tmp_path: Path) -> None:
+    store = SqliteAppStore(tmp_path / "vask.db")
+    store.create(APP.model_copy(update={"settings": AppSettings(max_backend_events_per_second=1)}))
+    store.close()
+    async with running(data_dir=tmp_path) as (state, port):
+        viewer = state.console.subscribe(APP.id, ConsoleFilter(frozenset({"http_refused", "api_message"})))
+        await asyncio.to_thread(client(port).trigger, "a", "e", {})
+        with pytest.raises(pusher.errors.PusherBadStatus):
+            await asyncio.to_thread(client(port).trigger, "a", "e", {})
+        got = await collect(viewer, lambda events: len(events) == 2)
+        assert types(got) == ["api_message", "http_refused"]
+        assert got[1].details["status"] == 429 and "Rate limit exceeded" in got[1].details["reason"]
+        assert got[1].details["method"] == "POST" and got[1].details["path"] == f"/apps/{APP.id}/events"

@@ -86,11 +86,13 @@ class Viewer:
 class ConsoleFeed:
     def __init__(self, node: str = "local", region: str = "", broker: Broker | None = None, *,
                  watch_interval: float = 2.0, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, log_events: bool | None = None) -> None:
+                 wall: Callable[[], float] = time.time, log_events: bool | None = None,
+                 max_per_second: float = 50.0) -> None:
         self.node = node
         self.region = region
         self.broker = broker
         self.watch_interval = watch_interval
+        self.max_per_second = max_per_second  # the configured speed limit, for callers of subscribe()
         self.clock = clock
         self.wall = wall
         # With log_level=debug every event is logged, so every app counts as watched.

@@ -47,7 +47,8 @@ def open_console(settings: Settings, hub: Hub) -> Console:
         node = hub.node_id
         # A bus of its own: console traffic (only while someone watches) never queues behind publishes.
         broker = open_broker(settings.broker or "", f"{settings.broker_prefix}_console")
-    feed = ConsoleFeed(node, settings.region, broker, watch_interval=settings.console_watch_interval)
+    feed = ConsoleFeed(node, settings.region, broker, watch_interval=settings.console_watch_interval,
+                       max_per_second=settings.console_max_per_second)
     store = open_stats_store(settings)
     recorder = StatsRecorder(store, node, hub=hub, flush_interval=settings.stats_flush_interval,
                              minute_retention=settings.stats_minute_retention * 3600)

@@ -24,7 +24,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from vask.console import logs
-from vask.console.emit import http_refused
+from vask.console.emit import REFUSED_STATUSES, http_refused
 from vask.core.connection import Connection
 from vask.protocol import frames
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
@@ -208,10 +208,14 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _fail(self, status: HTTPStatus, message: str) -> None:
-        path = self.url.decode("latin-1").partition("?")[0]
-        app_id = path[6:].split("/", 1)[0] or None if path.startswith("/apps/") else None
-        method = self.parser.get_method().decode() if self.parser is not None else ""
-        http_refused(self.state.hub.console, app_id, method, path, status.value, message)
+        if status.value in REFUSED_STATUSES:  # 413: logged and shown in the app's console
+            path = self.url.decode("latin-1").partition("?")[0]
+            app_id = (path[6:].split("/", 1)[0] or None) if path.startswith("/apps/") else None
+            try:
+                method = self.parser.get_method().decode() if self.parser is not None else ""
+            except Exception:  # the parser failed before it read a method
+                method = ""
+            http_refused(self.state.hub.console, app_id, method, path, status.value, message)
         if self.transport is not None and not self.transport.is_closing():
             self._write_response(Response.error(status.value, message), keep_alive=False)
 
