@@ -68,7 +68,7 @@ def test_info_logs_refusals_with_the_reason(server_factory: Any) -> None:
 
 
 def test_debug_logs_one_json_line_per_console_event(server_factory: Any) -> None:
-    server: VaskServer = server_factory([APP], env={"VASK_LOG_LEVEL": "debug", "VASK_LOG_FORMAT": "json"})
+    server: VaskServer = server_factory([APP], "--log-level", "debug", "--log-format", "json")
     socket_id = traffic(server)
     wait_for(server, '"type":"disconnection"')
     server.stop()
