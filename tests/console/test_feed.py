@@ -141,3 +141,15 @@ async def test_bus_messages_watch_and_expiry() -> None:
     feed.receive(orjson.dumps({"k": "ev", "o": "other", "e": {"type": "bogus"}}))
     assert [e.details["n"] for e in await drain(viewer, 1)] == [9]
     assert feed.received == 1
+
+
+async def test_a_failing_viewer_never_reaches_the_emit_point() -> None:
+    feed = ConsoleFeed(log_events=False)
+    viewer = feed.subscribe("a")
+
+    def broken(event: ConsoleEvent) -> None:
+        raise RuntimeError("bug in a viewer")
+
+    viewer.offer = broken  # type: ignore[method-assign]
+    feed.note("a", "connection", None, "1.1")  # logged, not raised into the hub
+    assert feed.emitted == 1

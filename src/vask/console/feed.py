@@ -128,11 +128,14 @@ class ConsoleFeed:
         app_id = event.app_id
         if not (self.log_events or app_id in self.watched):
             return
-        if self.log_events:
-            log_event(event)
-        self._offer(event)
-        if self.broker is not None and app_id in self.remote_apps:
-            self._send(orjson.dumps({"k": "ev", "o": self.node, "e": event.to_dict()}, default=str))
+        try:  # emit points sit in the data plane: a console bug must never cost a client anything
+            if self.log_events:
+                log_event(event)
+            self._offer(event)
+            if self.broker is not None and app_id in self.remote_apps:
+                self._send(orjson.dumps({"k": "ev", "o": self.node, "e": event.to_dict()}, default=str))
+        except Exception:
+            log.exception("console: could not emit a %s event", event.type)
 
     def _offer(self, event: ConsoleEvent) -> None:
         for viewer in list(self.viewers.get(event.app_id, ())):
