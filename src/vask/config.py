@@ -169,6 +169,21 @@ class Settings(BaseSettings):
                                                  "crash loses at most this much.")
     stats_minute_retention: float = Field(
         default=48.0, ge=1, description="Hours of per-minute stats kept in the store (per-day stats are kept).")
+    # Dashboard (vask.dashboard): the web UI on the control-plane port, beside the admin API
+    dashboard_enabled: bool = Field(
+        default=True, description="Serve the web dashboard on admin_port (`vask serve` prints a one-time "
+                                  "operator login link); the admin API still needs admin_token.")
+    dashboard_host: str | None = Field(
+        default=None, description="Address the control plane (dashboard and admin API) listens on; unset: host.")
+    dashboard_secure_cookies: bool | None = Field(
+        default=None, description="Mark session cookies Secure (HTTPS only); unset: when ssl_cert is set. Turn on "
+                                  "behind a TLS-terminating proxy.")
+    dashboard_signup: bool = Field(
+        default=True, description="Let anyone reaching the dashboard sign up (a new account on the free plan); "
+                                  "off: operators invite people.")
+    dashboard_public_url: str | None = Field(
+        default=None, description="The dashboard's address as users reach it (printed links); unset: "
+                                  "http://dashboard_host:admin_port.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

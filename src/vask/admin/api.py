@@ -54,6 +54,8 @@ def _auth(token: str) -> Any:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(("/api/", "/metrics")):
+            return await handler(request)  # the dashboard on the same port has its own sign-in
         given = request.headers.get("Authorization", "").encode()
         # Constant-time comparison: the token is the only thing guarding usage and billing data.
         if not hmac.compare_digest(given, expected):

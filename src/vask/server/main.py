@@ -30,6 +30,8 @@ from vask.webhooks import WebhookService
 if TYPE_CHECKING:
     from aiohttp.web import AppRunner
 
+    from vask.apps.base import AppStore
+    from vask.webhooks.deliveries import DeliveryLog
     from vask.webhooks.sender import WebhookStats
 
 log = logging.getLogger("vask")
@@ -108,8 +110,9 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None, 
                                           ssl=context, backlog=4096, reuse_address=True,
                                           reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
-        if settings.admin_token:
-            admin = await _start_admin(settings, billing, meter, webhooks.stats)
+        if settings.admin_token or settings.dashboard_enabled:
+            admin = await _start_admin(settings, billing, meter, webhooks.stats, state=state, store=store,
+                                       data_port=port, deliveries=webhooks.sender.deliveries)
         scheme = "wss" if context else "ws"
         print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
@@ -153,15 +156,31 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None, 
         store.close()
 
 
-async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter,
-                       webhook_stats: WebhookStats) -> AppRunner:
-    from vask.admin import api  # aiohttp loads only when the admin API is on
+async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter, webhook_stats: WebhookStats,
+                       *, state: ServerState | None = None, store: AppStore | None = None,
+                       data_port: int | None = None, deliveries: DeliveryLog | None = None) -> AppRunner:
+    """The control plane: the admin API (when admin_token is set) and the dashboard (when enabled)."""
+    from aiohttp import web
 
-    assert settings.admin_token is not None
-    app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats)
-    runner, port = await api.start(app, settings.host, settings.admin_port)
-    print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics (bearer token required)",
-          flush=True)
+    from vask.admin import api  # aiohttp loads only when the control plane is on
+
+    if settings.admin_token:
+        app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats)
+    else:
+        app = web.Application()
+    login = None
+    if settings.dashboard_enabled and store is not None and data_port is not None:
+        from vask.dashboard.setup import mount
+
+        login = mount(app, settings, store, billing, state, data_port, deliveries)
+    host = settings.dashboard_host or settings.host
+    runner, port = await api.start(app, host, settings.admin_port)
+    if settings.admin_token:
+        print(f"Vask admin API listening on http://{host}:{port}/api/ and /metrics (bearer token required)",
+              flush=True)
+    if login is not None:
+        base = (settings.dashboard_public_url or f"http://{host}:{port}").rstrip("/")
+        print(f"Vask dashboard on {base}/ - one-time operator login (valid 1 hour): {base}{login}", flush=True)
     return runner
 
 

@@ -28,6 +28,7 @@ from vask.config import Settings
 from vask.console.feed import ConsoleFeed
 from vask.webhooks import events as ev
 from vask.webhooks.batching import Lane, backoff, keep_retrying, lane_of
+from vask.webhooks.deliveries import DeliveryLog
 from vask.webhooks.ssrf import AddressRefused, GuardedResolver, UrlRefused, check_url, safe_url
 
 log = logging.getLogger("vask.webhooks")
@@ -86,6 +87,7 @@ class WebhookSender:
         self._stop_event = asyncio.Event()
         # (app id, url, kind) → (last logged, not logged since): outlives a target's idle queue
         self._logged: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.deliveries = DeliveryLog()  # the dashboard's recent-deliveries log
         self.console = ConsoleFeed()  # the server sets the hub's: deliveries show in the app's console
 
     async def start(self) -> None:
@@ -246,6 +248,9 @@ class WebhookSender:
     def _show(self, state: Target, taken: list[ev.Event], attempt: int, ok: bool, **details: Any) -> None:
         """A delivery attempt in the app's debug console (webhook_ok / webhook_failed)."""
         app_id = state.app.id
+        self.deliveries.add(app_id, state.url, [str(e.get("name")) for e in taken], ok, attempt,
+                            status=details.get("status"), error=details.get("error"),
+                            retrying=bool(details.get("retrying")))
         if self.console.watching(app_id):
             channels = sorted({str(e.get("channel")) for e in taken if e.get("channel") is not None})
             self.console.note(app_id, "webhook_ok" if ok else "webhook_failed",
