@@ -188,7 +188,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = request.get(SESSION)
     if isinstance(session, Session):
         await board.run(board.users.delete_session, session.token_hash)
-    response = web.HTTPSeeOther("/login?out=1")
+    response = web.Response(status=303, headers={"Location": "/login?out=1"})
     response.del_cookie(COOKIE, path="/")
     return response
 

@@ -48,8 +48,9 @@ class Dashboard:
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
-USER = "vask.user"
-SESSION = "vask.session"
+USER = web.RequestKey("user", User)
+SESSION = web.RequestKey("session", Session)
+CSRF = web.RequestKey("csrf", str)  # the double-submit token of a visitor not signed in
 
 
 def dashboard(request: web.Request) -> Dashboard:

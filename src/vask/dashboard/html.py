@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from aiohttp import web
 
 from vask.apps.base import App
-from vask.dashboard.context import SESSION, USER, session_of
+from vask.dashboard.context import CSRF, SESSION, USER, session_of
 from vask.dashboard.users import User
 
 e = html.escape
@@ -17,7 +17,7 @@ e = html.escape
 
 def csrf_field(request: web.Request) -> str:
     session = session_of(request)
-    value = session.csrf if session is not None else request.get("vask.csrf", "")
+    value = session.csrf if session is not None else request.get(CSRF, "")
     return f'<input type="hidden" name="csrf" value="{e(str(value))}">'
 
 

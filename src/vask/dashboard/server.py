@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from vask.dashboard import security
-from vask.dashboard.context import DASHBOARD, SESSION, USER, Dashboard, dashboard
+from vask.dashboard.context import CSRF, DASHBOARD, SESSION, USER, Dashboard, dashboard
 from vask.dashboard.html import e, page
 from vask.dashboard.users import Session, User, digest
 
@@ -41,7 +41,7 @@ async def start_session(request: web.Request, user: User, location: str = "/apps
     value = security.token()
     session = Session(digest(value), user.id, security.token(), board.clock() + board.session_ttl)
     await board.run(board.users.put_session, session)
-    response = web.HTTPSeeOther(location)
+    response = web.Response(status=303, headers={"Location": location})
     set_cookie(response, board, COOKIE, value, board.session_ttl)
     return response
 
@@ -87,9 +87,9 @@ async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse
                 request[USER] = user
     fresh_csrf = None
     if SESSION not in request:
-        request["vask.csrf"] = request.cookies.get(CSRF_COOKIE) or ""
-        if not request["vask.csrf"]:
-            fresh_csrf = request["vask.csrf"] = security.token()
+        request[CSRF] = request.cookies.get(CSRF_COOKIE) or ""
+        if not request[CSRF]:
+            fresh_csrf = request[CSRF] = security.token()
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         await _check_csrf(request)
     response = await handler(request)

@@ -48,11 +48,11 @@ def _page(request: web.Request, app: Any, errors: list[str], values: dict[str, A
                                                      "No webhooks: add a target below.")}</section>
 <section class="card"><h2>Add a webhook</h2>{errors_box(errors)}
 <form method="post" action="/apps/{e(app.id)}/webhooks" novalidate>{csrf_field(request)}
-{field("URL", "url", values.get("url", ""), kind="url", hint="http:// or https://; requests are signed with the "
+{field("URL", "url", values.get("url") or "", kind="url", hint="http:// or https://; requests are signed with the "
        "app secret (X-Pusher-Signature).", attrs='placeholder="https://example.com/pusher/webhooks"')}
 <fieldset><legend>Events (none ticked: all)</legend><div class="checks">{checks}</div></fieldset>
-<div class="grid fields">{field("Channel prefix filter", "channel_prefix", values.get("channel_prefix", ""))}
-{field("Channel suffix filter", "channel_suffix", values.get("channel_suffix", ""))}</div>
+<div class="grid fields">{field("Channel prefix filter", "channel_prefix", values.get("channel_prefix") or "")}
+{field("Channel suffix filter", "channel_suffix", values.get("channel_suffix") or "")}</div>
 <label class="check"><input type="checkbox" name="batch" value="1"{batch}> Batch events into one request</label>
 <p><button class="primary" type="submit">Add webhook</button></p></form></section>
 <section class="card"><h2>Recent deliveries</h2>{table(["When", "URL", "Events", "Result", "HTTP", "Attempts",

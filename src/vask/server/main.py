@@ -111,8 +111,16 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None, 
                                           reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
         if settings.admin_token or settings.dashboard_enabled:
-            admin = await _start_admin(settings, billing, meter, webhooks.stats, state=state, store=store,
-                                       data_port=port, deliveries=webhooks.sender.deliveries)
+            try:
+                admin = await _start_admin(settings, billing, meter, webhooks.stats, state=state, store=store,
+                                           data_port=port, deliveries=webhooks.sender.deliveries)
+            except OSError as exc:
+                if settings.admin_token:
+                    raise
+                # The dashboard alone is never worth refusing realtime traffic for (the port may be taken by
+                # another local server): say so and serve the data plane.
+                print(f"WARNING: the dashboard is off: cannot listen on admin_port {settings.admin_port}: {exc}",
+                      flush=True)
         scheme = "wss" if context else "ws"
         print(f"Vask {__version__} listening on {scheme}://{settings.host}:{port} "
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
