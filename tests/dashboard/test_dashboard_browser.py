@@ -107,14 +107,15 @@ def shot(browser: Browser, name: str, height: int = 900) -> None:
     browser.driver.save_screenshot(str(SHOTS / f"{name}.png"))
 
 
-def fill(browser: Browser, values: dict[str, str], submit: str = "button[type=submit]") -> None:
+def fill(browser: Browser, values: dict[str, str], form: str = "main form[method=post]") -> None:
     from selenium.webdriver.common.by import By
 
+    scope = browser.driver.find_element(By.CSS_SELECTOR, form)
     for name, value in values.items():
-        element = browser.driver.find_element(By.NAME, name)
+        element = scope.find_element(By.NAME, name)
         element.clear()
         element.send_keys(value)
-    browser.driver.find_element(By.CSS_SELECTOR, submit).click()
+    scope.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
 
 def test_dashboard_end_to_end(served: Served, node: str) -> None:
@@ -153,14 +154,14 @@ def test_dashboard_end_to_end(served: Served, node: str) -> None:
                "the API publish in the debug console")
 
         fill(a, {"channel": "my-channel", "event": "from-dashboard", "data": '{"sent": "by the event creator"}'},
-             submit="#event-creator button[type=submit]")
+             form="#event-creator")
         a.wait(lambda: a.text("creator-result").startswith("Sent"), "the event creator's answer")
         got = client.wait_for(type="bound", event="from-dashboard", timeout=10)
         assert got["data"] == {"sent": "by the event creator"}
         a.wait(lambda: a.js("return document.querySelectorAll('.ev.t-api_message').length >= 2"),
                "the event creator's publish in the console")
         shot(a, "console")
-        fill(a, {"channel": "", "event": "pusher:bad"}, submit="#event-creator button[type=submit]")
+        fill(a, {"channel": "", "event": "pusher:bad"}, form="#event-creator")
         a.wait(lambda: "reserved for the protocol" in a.driver.page_source, "the event creator's validation")
 
         for _ in range(3):
