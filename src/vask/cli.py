@@ -130,14 +130,18 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, dat
 @click.option("--region", help="Region label of this node.")
 @click.option("--workers", type=click.IntRange(1, 256),
               help="Processes sharing the port (SO_REUSEPORT); more than 1 needs --broker.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error", "critical"]),
+              help="Log level [default info]; debug logs every console event.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON [default text].")
 @pass_cli
 def serve(obj: CliContext, host: str | None, port: int | None, ssl_cert: Path | None, ssl_key: Path | None,
           no_default_app: bool, broker: str | None, node_id: str | None, region: str | None,
-          workers: int | None) -> None:
+          workers: int | None, log_level: str | None, log_format: str | None) -> None:
     """Run the server (alias: start)."""
     settings = obj.settings(host=host, port=port, ssl_cert=ssl_cert, ssl_key=ssl_key,
                             create_default_app=False if no_default_app else None, broker=broker,
-                            node_id=node_id, region=region, workers=workers)
+                            node_id=node_id, region=region, workers=workers, log_level=log_level,
+                            log_format=log_format)
     if settings.workers > 1 and not settings.broker:
         raise click.UsageError("--workers above 1 needs --broker: the processes coordinate through it")
     from vask.server.main import run  # the server's dependencies load only for this command

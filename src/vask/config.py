@@ -235,6 +235,36 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Open sockets one source address may hold (HTTP and WebSocket); more get "
                                      "HTTP 429. 0: no cap. Leave 0 behind a proxy, or list it in "
                                      "trusted_proxies.")
+    # Console, stats and logs (vask.console)
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object per line (json).")
+    console_max_per_second: float = Field(
+        default=50.0, gt=0, le=10_000, description="Default speed limit of one debug-console viewer, in events "
+                                                   "per second; events above it are skipped and counted.")
+    console_watch_interval: float = Field(
+        default=2.0, gt=0, le=60, description="Seconds between a node's announcements of the apps its consoles "
+                                              "watch; other nodes stop sending an app's events 3 intervals after "
+                                              "the last one (a viewer's node that died).")
+    stats_flush_interval: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between writes of per-minute stats to the store; a "
+                                                 "crash loses at most this much.")
+    stats_minute_retention: float = Field(
+        default=48.0, ge=1, description="Hours of per-minute stats kept in the store (per-day stats are kept).")
+    # Dashboard (vask.dashboard): the web UI on the control-plane port, beside the admin API
+    dashboard_enabled: bool = Field(
+        default=True, description="Serve the web dashboard on admin_port (`vask serve` prints a one-time "
+                                  "operator login link); the admin API still needs admin_token.")
+    dashboard_host: str | None = Field(
+        default=None, description="Address the control plane (dashboard and admin API) listens on; unset: host.")
+    dashboard_secure_cookies: bool | None = Field(
+        default=None, description="Mark session cookies Secure (HTTPS only); unset: when ssl_cert is set. Turn on "
+                                  "behind a TLS-terminating proxy.")
+    dashboard_signup: bool = Field(
+        default=True, description="Let anyone reaching the dashboard sign up (a new account on the free plan); "
+                                  "off: operators invite people.")
+    dashboard_public_url: str | None = Field(
+        default=None, description="The dashboard's address as users reach it (printed links); unset: "
+                                  "http://dashboard_host:admin_port.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -65,6 +65,8 @@ def _auth(token: str | None, open_metrics: bool = False) -> Any:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(("/api/", "/metrics", "/usage")):
+            return await handler(request)  # the dashboard on the same port has its own sign-in
         if open_metrics and request.path in OPEN_PATHS:
             return await handler(request)
         if expected is None:

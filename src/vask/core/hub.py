@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vask.apps.base import App
+from vask.console.feed import ConsoleFeed
 from vask.core.api import CachedEvent, ChannelState
 from vask.core.connection import Connection, Subscription
 from vask.core.observer import Observer, Observers
@@ -59,6 +60,8 @@ class Hub:
         self.observer = observer or Observers()
         self.apps: dict[str, AppState] = {}
         self.connection_count = 0
+        # The debug console's feed (vask.console): emit points ask it once per event, never per delivery.
+        self.console = ConsoleFeed()
 
     # -- connections -------------------------------------------------------------------------
 
@@ -107,6 +110,8 @@ class Hub:
             self._discard(state.watchers, watched, conn)
         del state.connections[conn]
         self.connection_count -= 1
+        if self.console.watching(conn.app.id):
+            self.console.note(conn.app.id, "disconnection", None, conn.socket_id, user_id=conn.user_id)
         if not state.connections and not state.cache:
             del self.apps[conn.app.id]
 
@@ -116,6 +121,8 @@ class Hub:
             return
         if code >= 4000:
             conn.send(frames.encode_error(code, reason))
+        if self.console.watching(conn.app.id):
+            self.console.note(conn.app.id, "error", None, conn.socket_id, code=code, message=reason, close=True)
         conn.closing = True
         self.remove(conn)
         conn.peer.close(code, reason)
@@ -150,6 +157,8 @@ class Hub:
         conn.subscriptions[name] = Subscription(name, user_id)
         if channel.type.needs_auth:
             conn.authorized = True
+        if self.console.watching(state.app.id):
+            self.console.note(state.app.id, "subscribed", name, conn.socket_id, user_id=user_id)
         self._after_subscribe(state, conn, channel, occupied, new_member, user_id)
         return True
 
@@ -208,6 +217,8 @@ class Hub:
         vacated = not channel.subscribers
         if vacated:
             del state.channels[name]
+        if self.console.watching(state.app.id):
+            self.console.note(state.app.id, "unsubscribed", name, conn.socket_id, user_id=sub.user_id)
         self._after_unsubscribe(state, channel, removed_user, vacated)
         if conn.authorized and conn.user_id is None:
             conn.authorized = any(channel_type(n).needs_auth for n in conn.subscriptions)

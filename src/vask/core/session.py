@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from vask.console import logs
 from vask.core.connection import Connection
 from vask.core.hub import Hub
 from vask.protocol import auth, frames
@@ -22,7 +23,7 @@ def handle(hub: Hub, conn: Connection, payload: bytes, now: float) -> None:
     try:
         message = frames.decode(payload)
     except frames.BadMessage as exc:
-        error(conn, None, str(exc))
+        error(hub, conn, None, str(exc))
         return
     event = message.event
     if event.startswith("client-"):
@@ -39,19 +40,22 @@ def handle(hub: Hub, conn: Connection, payload: bytes, now: float) -> None:
         if isinstance(name, str):
             hub.unsubscribe(conn, name)
         else:
-            error(conn, None, "pusher:unsubscribe needs data.channel, the channel name")
+            error(hub, conn, None, "pusher:unsubscribe needs data.channel, the channel name")
     elif event == "pusher:signin":
         signin(hub, conn, message.data)
     else:
-        error(conn, None, f"Unsupported event {event!r}: clients may send pusher:subscribe, "
+        error(hub, conn, None, f"Unsupported event {event!r}: clients may send pusher:subscribe, "
                           "pusher:unsubscribe, pusher:signin, pusher:ping, pusher:pong and client-* events")
 
 
-def error(conn: Connection, code: int | None, message: str, channel: str | None = None,
+def error(hub: Hub, conn: Connection, code: int | None, message: str, channel: str | None = None,
           status: int = 401) -> None:
     """A pusher:error frame; for a refused subscription also a pusher:subscription_error on the channel
     (not a Pusher frame, but pusher-js routes it to that channel's handlers, and Laravel Echo's .error())."""
     conn.send(frames.encode_error(code, message))
+    if hub.console.watching(conn.app.id):
+        hub.console.note(conn.app.id, "error", channel, conn.socket_id, code=code, message=message,
+                         status=status if channel is not None else None)
     if channel is not None:
         kind = "AuthError" if status in (401, 403) else "SubscriptionError"
         conn.send(frames.encode("pusher:subscription_error", {"type": kind, "error": message,
@@ -62,44 +66,45 @@ def subscribe(hub: Hub, conn: Connection, raw: Any) -> None:
     data = frames.data_object(raw)
     name = data.get("channel") if data else None
     if data is None or not isinstance(name, str):
-        error(conn, None, "pusher:subscribe needs data.channel, the channel name")
+        error(hub, conn, None, "pusher:subscribe needs data.channel, the channel name")
         return
     settings = conn.app.settings
     problem = name_error(name, settings.max_channel_name_length)
     if problem:
-        error(conn, None, problem, name, status=400)
+        error(hub, conn, None, problem, name, status=400)
         return
     if name in conn.subscriptions:
-        error(conn, None, f"Existing subscription to channel {name}")
+        error(hub, conn, None, f"Existing subscription to channel {name}")
         return
     kind = channel_type(name)
     channel_data = data.get("channel_data")
     if channel_data is not None and not isinstance(channel_data, str):
-        error(conn, None, f"channel_data must be the JSON string that was signed, for {name}", name, status=400)
+        error(hub, conn, None, f"channel_data must be the JSON string that was signed, for {name}", name, status=400)
         return
     if kind.kind is Kind.USER:
         if conn.user_id is None or user_channel_owner(name) != conn.user_id:
-            error(conn, c.UNAUTHORIZED, f"Only the signed-in user may subscribe to {name}", name, status=403)
+            error(hub, conn, c.UNAUTHORIZED, f"Only the signed-in user may subscribe to {name}", name, status=403)
             return
     elif kind.needs_auth:
         if not data.get("auth"):
-            error(conn, None, f"Auth info required to subscribe to {name}", name)
+            error(hub, conn, None, f"Auth info required to subscribe to {name}", name)
             return
         message = auth.channel_string(conn.socket_id, name, channel_data)
         problem = auth.check_auth(conn.app.key, conn.app.secret, message, data.get("auth"))
         if problem:
-            error(conn, None, problem, name)
+            logs.refused("subscription", problem, app_id=conn.app.id, socket_id=conn.socket_id, channel=name)
+            error(hub, conn, None, problem, name)
             return
     user_id: str | None = None
     user_info: Any = None
     if kind.is_presence:
         member = presence_member(conn, name, channel_data)
         if isinstance(member, str):
-            error(conn, None, member, name, status=400)
+            error(hub, conn, None, member, name, status=400)
             return
         user_id, user_info = member
     if not hub.subscribe(conn, name, user_id, user_info):
-        error(conn, c.OVER_CAPACITY, f"Presence channel {name} is full: at most "
+        error(hub, conn, c.OVER_CAPACITY, f"Presence channel {name} is full: at most "
                                      f"{settings.max_presence_members} members", name, status=403)
 
 
@@ -134,32 +139,34 @@ def client_event(hub: Hub, conn: Connection, message: frames.ClientMessage, now:
     settings = conn.app.settings
     name = message.channel
     if not settings.client_events:
-        error(conn, c.CLIENT_EVENT_RATE_LIMIT, "Client events are not enabled for this app")
+        error(hub, conn, c.CLIENT_EVENT_RATE_LIMIT, "Client events are not enabled for this app")
         return
     if name is None or name not in conn.subscriptions:
-        error(conn, None, f"Client event {message.event} rejected: subscribe to {name} first")
+        error(hub, conn, None, f"Client event {message.event} rejected: subscribe to {name} first")
         return
     state = hub.state(conn.app)
     channel = state.channels.get(name)
     if channel is None or not channel.type.allows_client_events:
-        error(conn, None, f"Client events are only allowed on private and presence channels, not {name}")
+        error(hub, conn, None, f"Client events are only allowed on private and presence channels, not {name}")
         return
     if len(message.event) > settings.max_event_name_length:
-        error(conn, None, f"Event name too long: at most {settings.max_event_name_length} characters")
+        error(hub, conn, None, f"Event name too long: at most {settings.max_event_name_length} characters")
         return
     # Bytes, as the HTTP API counts them: a string of multi-byte characters is larger than its length.
     size = len(message.data.encode()) if isinstance(message.data, str) else len(orjson.dumps(message.data))
     if size > settings.max_event_data_bytes:
-        error(conn, None, f"Client event data too large: {size} bytes, the limit is "
+        error(hub, conn, None, f"Client event data too large: {size} bytes, the limit is "
                           f"{settings.max_event_data_bytes}")
         return
     if not conn.take_token(now):
-        error(conn, c.CLIENT_EVENT_RATE_LIMIT, f"Client event rejected: more than "
+        error(hub, conn, c.CLIENT_EVENT_RATE_LIMIT, f"Client event rejected: more than "
                                                f"{settings.max_client_events_per_second} per second")
         return
     refused = hub.observer.refuse_broadcasts(conn.app, 1)  # a client event is one broadcast
     if refused is not None:
-        error(conn, c.CLIENT_EVENT_RATE_LIMIT, f"Client event rejected: {refused}")
+        logs.refused("client event", refused, app_id=conn.app.id, code=c.CLIENT_EVENT_RATE_LIMIT,
+                     socket_id=conn.socket_id, channel=name)
+        error(hub, conn, c.CLIENT_EVENT_RATE_LIMIT, f"Client event rejected: {refused}")
         return
     user_id = conn.subscriptions[name].user_id if channel.type.is_presence else None
     hub.client_event(conn, channel, message.event, message.data, user_id)
@@ -174,6 +181,7 @@ def signin(hub: Hub, conn: Connection, raw: Any) -> None:
     problem = auth.check_auth(conn.app.key, conn.app.secret, auth.signin_string(conn.socket_id, user_data),
                               data.get("auth"))
     if problem:
+        logs.refused("signin", problem, app_id=conn.app.id, code=c.UNAUTHORIZED, socket_id=conn.socket_id)
         hub.close(conn, c.UNAUTHORIZED, problem)
         return
     try:
@@ -198,5 +206,5 @@ def signin(hub: Hub, conn: Connection, raw: Any) -> None:
     if conn.user_id is None:
         hub.sign_in(conn, user_id, parsed, ids[: c.MAX_WATCHLIST])
     if len(ids) > c.MAX_WATCHLIST:
-        error(conn, c.WATCHLIST_LIMIT, f"Watchlist limit exceeded: only the first {c.MAX_WATCHLIST} user ids "
+        error(hub, conn, c.WATCHLIST_LIMIT, f"Watchlist limit exceeded: only the first {c.MAX_WATCHLIST} user ids "
                                        "are watched")

@@ -86,6 +86,10 @@ class AppCache:
                 raise AppStoreUnavailable(str(exc)) from exc
             return stale[1]
 
+    def update(self, app: App) -> None:
+        """A change made in this process (the dashboard): served at once, not after the TTL."""
+        self._remember(app, key=app.key, app_id=app.id)
+
     def _remember(self, app: App | None, key: str | None = None, app_id: str | None = None) -> None:
         expires = time.monotonic() + self.ttl
         if len(self._by_key) > 10_000:  # bound memory against clients probing random keys

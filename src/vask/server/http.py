@@ -25,6 +25,8 @@ import httptools
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
+from vask.console import logs
+from vask.console.emit import REFUSED_STATUSES, http_refused
 from vask.core.connection import Connection
 from vask.protocol import frames, sockjs
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
@@ -290,6 +292,14 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(data)
 
     def _fail(self, status: HTTPStatus, message: str) -> None:
+        if status.value in REFUSED_STATUSES:  # 413: logged and shown in the app's console
+            path = self.url.decode("latin-1").partition("?")[0]
+            app_id = (path[6:].split("/", 1)[0] or None) if path.startswith("/apps/") else None
+            try:
+                method = self.parser.get_method().decode() if self.parser is not None else ""
+            except Exception:  # the parser failed before it read a method
+                method = ""
+            http_refused(self.state.hub.console, app_id, method, path, status.value, message)
         if self.transport is not None and not self.transport.is_closing():
             self._write_response(Response.error(status.value, message), keep_alive=False)
 
@@ -324,15 +334,17 @@ class HttpProtocol(asyncio.Protocol):
         if log.isEnabledFor(logging.DEBUG):  # the client's address behind proxies (vask.server.proxies)
             log.debug("WebSocket upgrade for app key %s from %s", key, client_address(
                 peer_of(self.transport), request.headers, self.state.settings.trusted_proxies))
+        # Only gathered while a console is open (or events are logged): it costs a header scan.
+        origin = _header(request.headers, "origin") if self.state.hub.console.active else None
         hit, app = self.state.apps.cached_by_key(key)
         if hit:
-            self._open(key, app)
+            self._open(key, app, origin)
         else:
             self.opening = True
             self.transport.pause_reading()
-            self.loop.create_task(self._open_async(key))
+            self.loop.create_task(self._open_async(key, origin))
 
-    async def _open_async(self, key: str) -> None:
+    async def _open_async(self, key: str, origin: str | None) -> None:
         try:
             app = await self.state.apps.by_key(key)
         except AppStoreUnavailable:  # the database is down and this app was never seen: "retry later"
@@ -348,21 +360,25 @@ class HttpProtocol(asyncio.Protocol):
             self.early = []
             self._refuse(*problem)
             return
-        self._open(key, app)
+        self._open(key, app, origin)
 
-    def _open(self, key: str, app: Any) -> None:
+    def _open(self, key: str, app: Any, origin: str | None = None) -> None:
         problem = websocket.app_error(key, app, self.state)
         if problem:
-            self._refuse(*problem)
+            self._refuse(*problem, app_id=app.id if app is not None else None, key=key)
             return
-        self.conn = websocket.establish(self, app, self.state)
+        self.conn = websocket.establish(self, app, self.state, origin)
         early, self.early = self.early, []
         for data in early:
             self.data_received(data)
 
-    def _refuse(self, code: int, reason: str) -> None:
+    def _refuse(self, code: int, reason: str, app_id: str | None = None, key: str | None = None) -> None:
         """Pusher's refusal: a pusher:error frame, then the close code (before any Connection exists)."""
         assert self.transport is not None and self.ws is not None
+        logs.refused("connection", reason, app_id=app_id, code=code, key=key if app_id is None else None)
+        console = self.state.hub.console
+        if app_id is not None and console.watching(app_id):
+            console.note(app_id, "error", None, None, code=code, message=reason, refused=True)
         self.transport.write(frames.ws_frame(frames.encode_error(code, reason)))
         self.ws.send_close(code, close_reason(reason))
         self.send_ws_output()
@@ -451,6 +467,13 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.ws is None and self.transport is not None and not self.busy and not self.transport.is_closing():
             self.transport.resume_reading()
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value[:200]
+    return None
 
 
 def close_reason(text: str) -> str:

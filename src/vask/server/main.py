@@ -17,6 +17,8 @@ from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
 from vask.cluster.hub import ClusterHub
 from vask.config import Settings, mask_url
+from vask.console import logs
+from vask.console.wiring import Console, open_console
 from vask.core.observer import Observers
 from vask.factory import make_hub, make_usage_counters, open_billing_store, open_store
 from vask.protocol import constants as c
@@ -29,6 +31,8 @@ from vask.webhooks import WebhookService
 if TYPE_CHECKING:
     from aiohttp.web import AppRunner
 
+    from vask.apps.base import AppStore
+    from vask.webhooks.deliveries import DeliveryLog
     from vask.webhooks.sender import WebhookStats
 
 log = logging.getLogger("vask")
@@ -40,8 +44,7 @@ def run(settings: Settings) -> None:
 
         supervise(settings)
         return
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every open and close at INFO
+    logs.configure(settings.log_level, settings.log_format)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows); asyncio's loop works, slower
@@ -59,12 +62,15 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(settings: Settings, started: asyncio.Future[int] | None = None) -> None:
+async def serve(settings: Settings, started: asyncio.Future[int] | None = None, *,
+                stop: asyncio.Event | None = None, state_ready: asyncio.Future[ServerState] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set). In-process tests pass ``stop`` and ``state_ready``."""
     store = open_store(settings)
     billing: BillingStore | None = None
     meter: Meter | None = None
     admin: AppRunner | None = None
     webhooks: WebhookService | None = None
+    console: Console | None = None
     try:
         billing = open_billing_store(settings)
         print(banner.store_line(settings), flush=True)
@@ -90,7 +96,11 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         await webhooks.start()
         assert isinstance(hub.observer, Observers)
         hub.observer.add(webhooks)
-        state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub), meter=meter)
+        console = open_console(settings, hub)  # the debug console's feed and the per-minute stats
+        webhooks.sender.console = console.feed
+        await console.start()
+        state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub), meter=meter,
+                            stats=console.recorder, stats_query=console.query)
         if isinstance(hub, ClusterHub):
             await hub.start()
             print(f"Vask node {hub.node_id} joined the cluster through {mask_url(settings.broker or '')}",
@@ -100,8 +110,17 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                                           ssl=context, backlog=4096, reuse_address=True,
                                           reuse_port=settings.workers > 1 or None)
         port = server.sockets[0].getsockname()[1]
-        if settings.admin_token or not settings.metrics_require_token:
-            admin = await _start_admin(settings, billing, meter, webhooks.stats, state)
+        if settings.admin_token or not settings.metrics_require_token or settings.dashboard_enabled:
+            try:
+                admin = await _start_admin(settings, billing, meter, webhooks.stats, state=state, store=store,
+                                           data_port=port, deliveries=webhooks.sender.deliveries)
+            except OSError as exc:
+                if settings.admin_token or not settings.metrics_require_token:
+                    raise
+                # The dashboard alone is never worth refusing realtime traffic for (the port may be taken by
+                # another local server): say so and serve the data plane.
+                print(f"WARNING: the dashboard is off: cannot listen on admin_port {settings.admin_port}: {exc}",
+                      flush=True)
         scheme = "wss" if context else "ws"
         if shown_app is not None:
             for line in banner.snippets(settings, port, shown_app):
@@ -110,7 +129,9 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
               f"(WebSocket /app/{{key}}, HTTP API /apps/{{app_id}}/...)", flush=True)
         if started is not None:
             started.set_result(port)
-        stop = asyncio.Event()
+        if state_ready is not None:
+            state_ready.set_result(state)
+        stop = stop or asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
@@ -132,6 +153,12 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
                 log.exception("could not stop the webhook sender")
         if admin is not None:
             await admin.cleanup()
+        if console is not None:
+            try:
+                await console.stop()  # the last stats, counted since the last periodic flush
+            except Exception:
+                log.exception("could not write the last stats at shutdown")
+            console.close()
         if meter is not None:
             try:
                 await meter.stop()  # the last usage, counted since the last periodic flush
@@ -142,17 +169,35 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None) 
         store.close()
 
 
-async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter,
-                       webhook_stats: WebhookStats, state: ServerState) -> AppRunner:
-    from vask.admin import api  # aiohttp loads only when the admin API is on
+async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter, webhook_stats: WebhookStats,
+                       *, state: ServerState, store: AppStore | None = None,
+                       data_port: int | None = None, deliveries: DeliveryLog | None = None) -> AppRunner:
+    """The control plane: the admin API (token, or /metrics and /usage open) and the dashboard, on one port."""
+    from aiohttp import web
 
-    app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats,
-                         dataplane=lambda: state.metrics.render(state),
-                         open_metrics=not settings.metrics_require_token,
-                         cluster=state.hub.stats if isinstance(state.hub, ClusterHub) else None)
-    runner, port = await api.start(app, settings.host, settings.admin_port)
-    guarded = "bearer token required" if settings.metrics_require_token else "/metrics and /usage without token"
-    print(f"Vask admin API listening on http://{settings.host}:{port}/api/ and /metrics ({guarded})", flush=True)
+    from vask.admin import api  # aiohttp loads only when the control plane is on
+
+    admin_api = bool(settings.admin_token) or not settings.metrics_require_token
+    if admin_api:
+        app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats,
+                             dataplane=lambda: state.metrics.render(state),
+                             open_metrics=not settings.metrics_require_token,
+                             cluster=state.hub.stats if isinstance(state.hub, ClusterHub) else None)
+    else:
+        app = web.Application()
+    login = None
+    if settings.dashboard_enabled and store is not None and data_port is not None:
+        from vask.dashboard.setup import mount
+
+        login = mount(app, settings, store, billing, state, data_port, deliveries)
+    host = settings.dashboard_host or settings.host
+    runner, port = await api.start(app, host, settings.admin_port)
+    if admin_api:
+        guarded = "bearer token required" if settings.metrics_require_token else "/metrics and /usage without token"
+        print(f"Vask admin API listening on http://{host}:{port}/api/ and /metrics ({guarded})", flush=True)
+    if login is not None:
+        base = (settings.dashboard_public_url or f"http://{host}:{port}").rstrip("/")
+        print(f"Vask dashboard on {base}/ - one-time operator login (valid 1 hour): {base}{login}", flush=True)
     return runner
 
 

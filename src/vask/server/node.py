@@ -20,6 +20,8 @@ from vask.server.routes import RateLimits
 
 if TYPE_CHECKING:
     from vask.billing.meter import Meter
+    from vask.console.feed import ConsoleFeed
+    from vask.console.stats import StatsQuery, StatsRecorder
     from vask.server.http import HttpProtocol
     from vask.server.xhr_session import XhrSession
 
@@ -77,3 +79,10 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self.guard = Guard(self.settings)
+    stats: StatsRecorder | None = None  # per-minute stats (vask.console.stats); None: not recorded
+    stats_query: StatsQuery | None = None  # what the dashboard reads; the live feed is hub.console
+
+    @property
+    def console(self) -> ConsoleFeed:
+        """The debug console's live feed (one per process; cluster-wide when a broker is configured)."""
+        return self.hub.console

@@ -17,6 +17,7 @@ from vask.apps.base import App
 from vask.cluster.hub import ClusterHub
 from vask.cluster.store import StoreUnavailable
 from vask.cluster.view import needs_view, view_for
+from vask.console.emit import REFUSED_STATUSES, api_messages, http_refused, reason_of
 from vask.protocol import rest
 from vask.server import cors, health
 from vask.server.appcache import AppStoreUnavailable
@@ -118,15 +119,20 @@ def _respond(state: ServerState, request: HttpRequest) -> Response | None:
         return None
     call = rest.prepare(request.method, path, request.query, request.body, time.time(), _CachedApps(state))
     if isinstance(call, rest.RestResponse):
+        if call.status in REFUSED_STATUSES:
+            app_id = call.app.id if call.app is not None else _needed(request)[0]
+            http_refused(state.hub.console, app_id, request.method, path, call.status, reason_of(call.body))
         return _convert(call)
     if call.broadcasts:
         # Over a hard monthly quota: 403, the status Pusher documents for "over message quota". Checked in
         # memory (vask.billing.meter), before the rate limits so a refused request spends no rate tokens.
         refused = state.hub.observer.refuse_broadcasts(call.app, call.broadcasts)
         if refused is not None:
+            http_refused(state.hub.console, call.app.id, request.method, path, 403, refused)
             return Response.error(403, refused)
     limited = state.limits.check(call)
     if limited is not None:
+        http_refused(state.hub.console, call.app.id, request.method, path, 429, reason_of(limited.body))
         return limited
     hub = state.hub
     if isinstance(hub, ClusterHub):
@@ -136,7 +142,10 @@ def _respond(state: ServerState, request: HttpRequest) -> Response | None:
             return Response.error(503, "Broker unavailable: the event was not published, retry shortly")
         if needs_view(call):
             return None  # cluster-wide answers are read from the shared store: see respond_async
-    return _convert(rest.execute(call, hub))
+    response = rest.execute(call, hub)
+    if call.broadcasts and hub.console.watching(call.app.id):
+        api_messages(hub.console, call)
+    return _convert(response)
 
 
 async def _respond_async(state: ServerState, request: HttpRequest) -> Response:

@@ -74,10 +74,16 @@ def app_error(key: str, app: App | None, state: ServerState) -> tuple[int, str] 
     return None
 
 
-def establish(proto: HttpProtocol | XhrSession, app: App, state: ServerState) -> Connection:
+def establish(proto: HttpProtocol | XhrSession, app: App, state: ServerState,
+              origin: str | None = None) -> Connection:
     now = state.clock()
     conn = Connection(app, proto, state.flusher, now, state.settings.max_outbox_bytes)
-    state.hub.add(conn)
+    hub = state.hub
+    hub.add(conn)
+    if state.stats is not None:  # the minute's peak (vask.console.stats)
+        state.stats.connections(app.id, hub.app_connections(app.id))
+    if hub.console.watching(app.id):
+        hub.console.note(app.id, "connection", None, conn.socket_id, origin=origin)
     state.metrics.opened(app.id)
     if state.meter is not None:
         # Counted only once accepted (a refused connection never is); the protocol releases it on close.
@@ -123,13 +129,13 @@ def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerS
                 try:
                     session.handle(state.hub, conn, payload, state.clock())
                 except RecursionError:
-                    session.error(conn, None, "Invalid message: nested too deeply")
+                    session.error(state.hub, conn, None, "Invalid message: nested too deeply")
                 except Exception:  # a bug must cost one message, not the connection or the process
                     log.exception("error handling a message from %s", conn.socket_id)
-                    session.error(conn, None, "Internal server error while handling this message")
+                    session.error(state.hub, conn, None, "Internal server error while handling this message")
         elif opcode is Opcode.BINARY or opcode is Opcode.CONT:
             if frame.fin:
-                session.error(conn, None, "Binary frames are not supported: send JSON text frames")
+                session.error(state.hub, conn, None, "Binary frames are not supported: send JSON text frames")
         else:  # ping, pong: websockets answers pings itself; both prove the client is alive
             conn.last_seen = state.clock()
             conn.ping_sent_at = None

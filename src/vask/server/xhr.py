@@ -113,7 +113,9 @@ def _open(proto: HttpProtocol, request: HttpRequest, session_key: str, app: App 
     now = state.clock()
     session = XhrSession(session_key, state, now)
     state.http_sessions[session_key] = session
-    session.conn = websocket.establish(session, app, state)
+    # Only gathered while a console is open (vask.console), as for a WebSocket.
+    origin = next((v for n, v in request.headers if n.lower() == "origin"), None) if state.hub.console.active else None
+    session.conn = websocket.establish(session, app, state, origin)
     if not streaming:
         return Response(200, sockjs.OPEN, STREAM_TYPE, cors)  # a poll's first answer is the open line alone
     receiver = _receiver(proto, request, True, cors)
@@ -172,10 +174,10 @@ def _send(session: XhrSession, request: HttpRequest, cors: Headers) -> Response:
         try:
             pusher_session.handle(state.hub, conn, payload, now)
         except RecursionError:
-            pusher_session.error(conn, None, "Invalid message: nested too deeply")
+            pusher_session.error(state.hub, conn, None, "Invalid message: nested too deeply")
         except Exception:  # a bug must cost one message, not the session or the process
             log.exception("error handling a message from %s", conn.socket_id)
-            pusher_session.error(conn, None, "Internal server error while handling this message")
+            pusher_session.error(state.hub, conn, None, "Internal server error while handling this message")
         if conn.closing:
             break
     return Response(204, b"", "text/plain; charset=utf-8", cors)

@@ -25,8 +25,10 @@ import aiohttp
 from vask import __version__
 from vask.apps.base import App, WebhookTarget
 from vask.config import Settings
+from vask.console.feed import ConsoleFeed
 from vask.webhooks import events as ev
 from vask.webhooks.batching import Lane, backoff, keep_retrying, lane_of
+from vask.webhooks.deliveries import DeliveryLog
 from vask.webhooks.ssrf import AddressRefused, GuardedResolver, UrlRefused, check_url, safe_url
 
 log = logging.getLogger("vask.webhooks")
@@ -85,6 +87,8 @@ class WebhookSender:
         self._stop_event = asyncio.Event()
         # (app id, url, kind) → (last logged, not logged since): outlives a target's idle queue
         self._logged: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.deliveries = DeliveryLog()  # the dashboard's recent-deliveries log
+        self.console = ConsoleFeed()  # the server sets the hub's: deliveries show in the app's console
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.settings.webhook_allow_private),
@@ -178,10 +182,12 @@ class WebhookSender:
                 status = await self._post(state, taken, delivery, attempt)
             except (AddressRefused, UrlRefused) as exc:
                 self._refused(state, taken, exc)
+                self._show(state, taken, attempt, False, error=str(exc), retrying=False)
                 return
             except aiohttp.ClientConnectorDNSError as exc:
                 if isinstance(exc.__cause__, AddressRefused):
                     self._refused(state, taken, exc.__cause__)
+                    self._show(state, taken, attempt, False, error=str(exc.__cause__), retrying=False)
                     return
                 reason = f"cannot resolve the host: {exc.os_error}"
             except TimeoutError:
@@ -192,13 +198,16 @@ class WebhookSender:
                 if 200 <= status < 300:
                     self.stats.requests_delivered += 1
                     self.stats.events_delivered += len(taken)
+                    self._show(state, taken, attempt, True, status=status)
                     return
                 reason = f"HTTP {status}"
             self.stats.attempts_failed += 1
             pause = backoff(attempt, self.settings.webhook_retry_base, self.settings.webhook_retry_max_delay)
             if self.stopping:
                 pause = min(pause, 0.2)  # the shutdown grace is short: try again soon, until it ends
-            if not keep_retrying(first_at, self.clock(), pause, self.settings.webhook_retry_for):
+            retrying = keep_retrying(first_at, self.clock(), pause, self.settings.webhook_retry_for)
+            self._show(state, taken, attempt, False, error=reason, retrying=retrying)
+            if not retrying:
                 self.stats.requests_given_up += 1
                 self.stats.events_given_up += len(taken)
                 log.error("webhook %s for app %s to %s given up after %d attempts (last: %s); %d events lost: %s",
@@ -235,6 +244,18 @@ class WebhookSender:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 await response.content.read(MAX_RESPONSE_BYTES)
             return status
+
+    def _show(self, state: Target, taken: list[ev.Event], attempt: int, ok: bool, **details: Any) -> None:
+        """A delivery attempt in the app's debug console (webhook_ok / webhook_failed)."""
+        app_id = state.app.id
+        self.deliveries.add(app_id, state.url, [str(e.get("name")) for e in taken], ok, attempt,
+                            status=details.get("status"), error=details.get("error"),
+                            retrying=bool(details.get("retrying")))
+        if self.console.watching(app_id):
+            channels = sorted({str(e.get("channel")) for e in taken if e.get("channel") is not None})
+            self.console.note(app_id, "webhook_ok" if ok else "webhook_failed",
+                              channels[0] if len(channels) == 1 else None, None, url=state.url,
+                              events=[str(e.get("name")) for e in taken][:20], attempts=attempt, **details)
 
     def _refused(self, state: Target, taken: list[ev.Event], exc: Exception) -> None:
         self.stats.events_refused += len(taken)
