@@ -83,8 +83,11 @@ def test_debug_logs_one_json_line_per_console_event(server_factory: Any) -> None
         ("connection", 4004, None), ("connection", 4001, None), ("HTTP request", None, 401),
         ("subscription", None, None)}
     assert all(r["level"] == "info" and r["reason"] for r in refusals)
-    # Every line is JSON (nothing in text format slipped through), apart from the start-up banner.
-    assert all(line.startswith("{") or "Vask" in line or not line.strip() for line in server.output)
+    # Every line is JSON (nothing in text format slipped through), apart from the start-up banner (everything up
+    # to "listening on") and the last words.
+    started = next(i for i, line in enumerate(server.output) if " listening on " in line)
+    assert all(line.startswith("{") or line.startswith("Vask stopped") or not line.strip()
+               for line in server.output[started + 1:])
 
 
 def test_json_formatter_and_text_line() -> None:

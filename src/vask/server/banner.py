@@ -55,8 +55,8 @@ def snippets(settings: Settings, port: int, app: App) -> list[str]:
         f"                         host={json.dumps(host)}, port={port}, ssl={tls})",
         "  // browser, npm install pusher-js",
         f"  const pusher = new Pusher({json.dumps(app.key)}, {{cluster: '', wsHost: {json.dumps(host)}, "
-        f"wsPort: {port}, wssPort: {port}, forceTLS: {'true' if tls else 'false'}, "
-        "enabledTransports: ['ws', 'wss']});",
+        f"wsPort: {port}, wssPort: {port}, httpHost: {json.dumps(host)}, httpPort: {port}, httpsPort: {port}, "
+        f"forceTLS: {'true' if tls else 'false'}}});",  # http*: the HTTP fallback comes here, not to Pusher's hosts
     ]
 
 
