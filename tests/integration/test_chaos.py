@@ -360,7 +360,7 @@ async def test_broadcast_quota_overshoot_of_two_nodes_is_within_the_documented_b
         cluster: Cluster = cluster_factory(broker.url, env={"VASK_USAGE_FLUSH_INTERVAL": str(QUOTA_FLUSH),
                                                             "VASK_APP_CACHE_TTL": "1"})
         app = cluster.made[next(iter(cluster.made))]
-        vask_cli(cluster.data_dir, "plans", "set", "race", "--broadcasts", str(QUOTA))
+        vask_cli(cluster.data_dir, "plans", "set", "race", "--create", "--broadcasts", str(QUOTA))
         vask_cli(cluster.data_dir, "accounts", "create", "--id", "racer", "--plan", "race")
         vask_cli(cluster.data_dir, "apps", "update", app.id, "--account", "racer")
         nodes = cluster.start(2)

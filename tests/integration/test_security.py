@@ -18,6 +18,7 @@ import ast
 import asyncio
 import hashlib
 import hmac
+import http.client
 import json
 import re
 import time
@@ -352,11 +353,20 @@ def test_webhooks_never_reach_private_addresses(tmp_path: Path) -> None:
     None, "", "Bearer", "Bearer ", "Bearer wrong", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", TOKEN,
     f"bearer{TOKEN}", f"Basic {TOKEN}", f"Bearer  {TOKEN}"])
 def test_admin_api_refuses_missing_or_wrong_tokens(two_apps: VaskServer, authorization: str | None) -> None:
-    for path in ("/api/accounts", "/api/meter", "/api/webhooks", "/metrics", "/nowhere"):
+    for path in ("/api/accounts", "/api/meter", "/api/webhooks", "/metrics", "/api/nowhere"):
         status, (body, challenge) = admin_get(two_apps, path, authorization)
         assert status == 401, (path, authorization, status)
         assert challenge == 'Bearer realm="vask-admin"'
         assert b"vask_" not in body and b"accounts" not in body
+    # Outside /api/ the dashboard owns the port: a token is no session, and nothing leaks.
+    host, port = admin_url(two_apps).removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request("GET", "/nowhere", headers={"Authorization": authorization} if authorization else {})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    assert response.status in (302, 303, 404), response.status
+    assert b"vask_" not in body and b"key-a" not in body
 
 
 def test_admin_api_answers_the_right_token(two_apps: VaskServer) -> None:

@@ -58,6 +58,7 @@ class ClusterHub(Hub):
         self.dirty_ready = asyncio.Event()
         self.pending: dict[tuple[str, str], list[Connection]] = {}  # presence joins awaiting the cluster
         self.registered: set[str] = set()
+        self.synced_members: dict[str, set[str]] = {}  # presence key → the users this node last wrote there
         self.app_totals: dict[str, int] = {}  # other nodes' connections per app, refreshed by the worker
         self.account_totals: dict[str, int] = {}  # other nodes' connections per account (billing quotas)
         self.account_counter: Any = None  # ClusterUsageCounters, when metering is on
@@ -115,6 +116,9 @@ class ClusterHub(Hub):
 
     async def resync(self) -> None:
         """After the broker or store came back: re-publish this node's whole local state (absolute values)."""
+        # The store may have lost its data and this node may learn it (check_epoch) only after reconciling a
+        # presence channel: until the other nodes had time to re-publish, a missing member is not gone.
+        self.settle_until = max(self.settle_until, time.monotonic() + max(self.node_timeout / 6, 0.2) + 2.0)
         self.registered.clear()
         for state in list(self.apps.values()):
             self._mark("cn", state.app.id, "")

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from vask.cluster import debounce, sync
-from vask.cluster.store import StoreUnavailable, decode, unsegment, update
+from vask.cluster.store import StoreUnavailable, decode, total, unsegment, update
 from vask.cluster.worker import channel_transitions, user_transitions
 
 if TYPE_CHECKING:
@@ -66,8 +66,7 @@ async def check_epoch(hub: ClusterHub) -> None:
     if hub.epoch and epoch != hub.epoch:
         log.warning("the shared store lost its state; re-publishing this node's state")
         hub.quiet = True  # what we re-publish already happened: no webhooks for it
-        # Every node notices within one heartbeat interval; give them that, and a margin, to re-publish.
-        hub.settle_until = time.monotonic() + max(hub.node_timeout / 6, 0.2) + 2.0
+        # Every node notices within one heartbeat interval; resync gives them that, and a margin, to re-publish.
         await hub.resync()
     hub.epoch = epoch
 
@@ -86,6 +85,7 @@ async def reap_dead_nodes(hub: ClusterHub) -> None:
 
 async def clean_node(hub: ClusterHub, node: str) -> None:
     raw, _ = await hub.store.get(sync.registry_key(node))
+    handled: set[str] = set()  # held departures this clean-up reports itself
     for key in (decode(raw) or {}).get("keys", []):
         before, after = await update(hub.store, key, sync.drop_node(node))
         kind, app_part, rest = key.split(".", 2) if key.count(".") >= 2 else (*key.split(".", 1), "")
@@ -93,13 +93,17 @@ async def clean_node(hub: ClusterHub, node: str) -> None:
             continue
         app_id = unsegment(app_part)
         if kind == "ch":
+            if total(before) > 0 and total(after) == 0:
+                handled.add(debounce.marker_key(app_id, unsegment(rest), None))
             await channel_transitions(hub, app_id, unsegment(rest), before, after)
         elif kind == "us":
             await user_transitions(hub, app_id, unsegment(rest), before, after)
         elif kind == "pr":
+            gone = sync.members(before).keys() - sync.members(after).keys()
+            handled.update(debounce.marker_key(app_id, unsegment(rest), uid) for uid in gone)
             await presence_removals(hub, app_id, unsegment(rest), before, after)
     await update(hub.store, sync.registry_key(node), lambda doc: None)
-    await debounce.release_abandoned(hub, node)
+    await debounce.release_abandoned(hub, node, handled)
 
 
 async def presence_removals(hub: ClusterHub, app_id: str, name: str, before: object, after: object) -> None:

@@ -38,11 +38,13 @@ async def sync_key(hub: ClusterHub, key: str, kind: str, app_id: str, name: str)
     if kind == "ch":
         channel = state.channels.get(name) if state else None
         count = len(channel.subscribers) if channel else 0
+        # This node's last subscriber left: mark the possible vacate before the count says so (debounce).
+        token = await debounce.mark(hub, app_id, name) if count == 0 and key in hub.registered else None
         await _register(hub, key, count > 0)
         before, after = await hub.set_count(key, count)
         if count == 0:
             await _register(hub, key, False)
-        await channel_transitions(hub, app_id, name, before, after)
+        await channel_transitions(hub, app_id, name, before, after, token)
     elif kind == "pr":
         await sync_presence(hub, key, app_id, name)
     elif kind == "us":
@@ -66,18 +68,18 @@ async def sync_key(hub: ClusterHub, key: str, kind: str, app_id: str, name: str)
         hub.app_totals[app_id] = total(after) - count
 
 
-async def channel_transitions(hub: ClusterHub, app_id: str, name: str, before: Any, after: Any) -> None:
+async def channel_transitions(hub: ClusterHub, app_id: str, name: str, before: Any, after: Any,
+                              token: str | None = None) -> None:
+    """Webhooks and counts for one count update; ``token``: this node's vacate marker, if it wrote one."""
     was, now = total(before), total(after)
-    if was == now or hub.quiet:
+    changed = was != now and not hub.quiet
+    app = await _app(hub, app_id) if changed or token is not None else None
+    if token is not None or (changed and now == 0):
+        await debounce.settle(hub, app, app_id, name, None, token, changed and now == 0)
+    if not changed or app is None:
         return
-    app = await _app(hub, app_id)
-    if app is None:
-        return
-    if was == 0:
-        if not await debounce.returned(hub, app_id, name):
-            hub.observer.channel_occupied(app, name)
-    elif now == 0:
-        await debounce.departed(hub, app, name)
+    if was == 0 and not await debounce.returned(hub, app_id, name):
+        hub.observer.channel_occupied(app, name)
     if now > 0 and app.settings.subscription_count_events and not name.startswith(("presence-",)):
         seq = version(after)
         hub.announce(env.COUNT, app_id, c=name, n=now, s=seq)
@@ -104,19 +106,30 @@ async def sync_presence(hub: ClusterHub, key: str, app_id: str, name: str) -> No
     limit = state.app.settings.max_presence_members if state else 100
     refused: set[str] = set()
     waiting = hub.pending.pop((app_id, name), [])  # joins made after this point wait for the next pass
+    # Users whose last connection here left: mark their possible member_removed before the update (debounce).
+    leaving = sorted(hub.synced_members.get(key, set()) - local.keys())
+    tokens = dict(zip(leaving, await asyncio.gather(*(debounce.mark(hub, app_id, name, u) for u in leaving)),
+                      strict=True))
     await _register(hub, key, bool(local))
     before, after = await update(hub.store, key, sync.set_presence(hub.node_id, local, limit, refused))
+    written = local.keys() - refused
+    if written:
+        hub.synced_members[key] = set(written)
+    else:
+        hub.synced_members.pop(key, None)
     if not local:
         await _register(hub, key, False)
     old, new = sync.members(before), sync.members(after)
     app = await _app(hub, app_id)
+    gone = old.keys() - new.keys() if app is not None and not hub.quiet else set()
+    for uid in set(tokens) | gone:
+        await debounce.settle(hub, app, app_id, name, uid, tokens.get(uid), uid in gone)
     if app is not None and not hub.quiet:
         for uid in new.keys() - old.keys():
             if not await debounce.returned(hub, app_id, name, uid):
                 hub.observer.member_added(app, name, uid)
             hub.announce(env.MEMBER_ADDED, app_id, c=name, u=uid, i=new[uid])
-        for uid in old.keys() - new.keys():
-            await debounce.departed(hub, app, name, uid)
+        for uid in gone:
             hub.announce(env.MEMBER_REMOVED, app_id, c=name, u=uid)
     if state is not None:
         hub.reconcile(state, name, new)
