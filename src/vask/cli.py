@@ -27,8 +27,9 @@ from vask.cli_billing import COMMANDS as BILLING_COMMANDS
 from vask.cli_billing import account_option
 from vask.cli_deploy import checkconfig, config_reference, genconfig
 from vask.cli_webhooks import webhooks as webhooks_group
-from vask.config import MASK, ConfigError, Settings
+from vask.config import ConfigError, Settings
 from vask.factory import describe_store, open_store
+from vask.masking import MASK
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import click
 
 from vask.apps.declared import NON_NUMERIC_WARNING, NUMERIC
-from vask.config import ConfigError, Settings, mask_url
+from vask.config import ConfigError, Settings
 from vask.configdoc import generated_config, reference
 from vask.factory import describe_store, open_store
+from vask.masking import mask_url
 
 if TYPE_CHECKING:
     from vask.cli import CliContext

@@ -13,7 +13,7 @@ import click
 from pydantic import ValidationError
 
 from vask.apps.base import WEBHOOK_EVENT_TYPES, App, AppSettings, AppStore, WebhookTarget
-from vask.config import MASK
+from vask.masking import MASK
 
 if TYPE_CHECKING:
     from vask.cli import CliContext

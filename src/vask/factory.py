@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 from vask.apps.base import App, AppExists, AppStore, AppStoreError
 from vask.billing.base import BillingStore, BillingStoreError
 from vask.billing.counters import LocalUsageCounters, UsageCounters
-from vask.config import Settings, mask_url
+from vask.config import Settings
 from vask.core.hub import Hub
+from vask.masking import mask_url
 
 if TYPE_CHECKING:
     from vask.cluster.store import SharedStore

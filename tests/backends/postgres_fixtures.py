@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from vask.config import mask_url
+from vask.masking import mask_url
 
 URL = os.environ.get("VASK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vask.config import MASK, ConfigError, Settings, default_data_dir, mask_url, secret_mask
+from vask.config import ConfigError, Settings, default_data_dir
+from vask.masking import MASK, mask_url, secret_mask
 
 
 @pytest.fixture(autouse=True)

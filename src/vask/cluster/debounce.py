@@ -22,7 +22,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from vask.apps.base import App
-from vask.cluster.store import StoreUnavailable, segment, update
+from vask.cluster import sync
+from vask.cluster.store import StoreUnavailable, segment, total, update
 
 if TYPE_CHECKING:
     from vask.cluster.hub import ClusterHub
@@ -43,8 +44,10 @@ def _emit(hub: ClusterHub, app: App, channel: str, user_id: str | None) -> None:
         hub.observer.member_removed(app, channel, user_id)
 
 
-def _fresh(hub: ClusterHub, entry: dict[str, Any]) -> bool:
-    return time.time() - float(entry.get("t", 0)) < hub.vacate_delay + GRACE
+def _held(hub: ClusterHub, doc: dict[str, Any] | None) -> dict[str, Any]:
+    """node → marker, of the markers in ``doc`` not yet abandoned."""
+    limit = time.time() - hub.vacate_delay - GRACE
+    return {n: e for n, e in (doc or {}).get("d", {}).items() if float(e.get("t", 0)) > limit}
 
 
 async def mark(hub: ClusterHub, app_id: str, channel: str, user_id: str | None = None) -> str | None:
@@ -56,9 +59,7 @@ async def mark(hub: ClusterHub, app_id: str, channel: str, user_id: str | None =
     entry = {"t": time.time(), "tok": token, "a": app_id, "c": channel, "u": user_id}
 
     def add(doc: dict[str, Any] | None) -> dict[str, Any]:
-        held = {n: e for n, e in (doc or {}).get("d", {}).items() if _fresh(hub, e)}
-        held[hub.node_id] = entry
-        return {"d": held}
+        return {"d": {**_held(hub, doc), hub.node_id: entry}}
 
     await update(hub.store, marker_key(app_id, channel, user_id), add)
     return token
@@ -104,7 +105,7 @@ async def returned(hub: ClusterHub, app_id: str, channel: str, user_id: str | No
 
     def take_all(doc: dict[str, Any] | None) -> None:
         nonlocal taken
-        taken = any(_fresh(hub, e) for e in (doc or {}).get("d", {}).values())
+        taken = bool(_held(hub, doc))
         return None
 
     await update(hub.store, marker_key(app_id, channel, user_id), take_all)
@@ -117,31 +118,26 @@ async def _take(hub: ClusterHub, key: str, node: str, token: str | None) -> bool
 
     def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
         nonlocal taken
-        held = {n: e for n, e in (doc or {}).get("d", {}).items() if _fresh(hub, e) or n == node}
-        entry = held.get(node)
+        entry = (doc or {}).get("d", {}).get(node)
         taken = entry is not None and (token is None or entry.get("tok") == token)
-        if taken:
-            del held[node]
-        held = {n: e for n, e in held.items() if _fresh(hub, e)}
-        return {"d": held} if held else None
+        kept = {n: e for n, e in _held(hub, doc).items() if not (taken and n == node)}
+        return {"d": kept} if kept else None
 
     await update(hub.store, key, change)
     return taken
 
 
-async def release_abandoned(hub: ClusterHub, dead_node: str, handled: set[str]) -> None:
+async def release_abandoned(hub: ClusterHub, dead_node: str) -> None:
     """Send the held webhooks of a node that died before its delay ran out.
 
-    ``handled``: marker keys of departures the clean-up itself just reported (the node died between its
-    marker and its count update); a marker of a departure that did not empty anything is dropped quietly.
+    Runs before the clean-up removes the dead node's entries: a marker whose channel (or member) is still
+    there belongs to a departure that never reached the count, so it is dropped and the clean-up's own
+    transition reports the departure once.
     """
-    from vask.cluster import sync
-    from vask.cluster.store import total
-
     for key in await hub.store.keys("pv.") + await hub.store.keys("pm."):
         raw, _ = await hub.store.get(key)
         entry = (hub.decode(raw) or {}).get("d", {}).get(dead_node)
-        if entry is None or not await _take(hub, key, dead_node, None) or key in handled:
+        if entry is None or not await _take(hub, key, dead_node, None):
             continue
         app_id, channel, user_id = str(entry["a"]), str(entry["c"]), entry.get("u")
         if user_id is None:

@@ -357,9 +357,13 @@ class ClusterHub(Hub):
         if channel is None:
             return
         # Right after the store lost its data the other nodes are still re-publishing their members: a member
-        # missing then is not gone. Removals wait until they had time (the next reconciliation catches up).
-        if time.monotonic() >= self.settle_until:
-            for uid in [u for u in channel.known if u not in members]:
+        # missing then is not gone. Removals wait until they had time, then the channel is read again.
+        missing = [u for u in channel.known if u not in members]
+        wait = self.settle_until - time.monotonic()
+        if missing and wait > 0:  # look again as soon as the peers had their time, not at the next periodic pass
+            asyncio.get_running_loop().call_later(wait + 0.05, self._mark, "pr", state.app.id, name)
+        elif wait <= 0:
+            for uid in missing:
                 self._member_frames(state, name, uid, None, False)
         for uid, info in members.items():
             if uid not in channel.known:

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from vask.cluster import debounce, sync
-from vask.cluster.store import StoreUnavailable, decode, total, unsegment, update
+from vask.cluster.store import StoreUnavailable, decode, unsegment, update
 from vask.cluster.worker import channel_transitions, user_transitions
 
 if TYPE_CHECKING:
@@ -84,8 +84,8 @@ async def reap_dead_nodes(hub: ClusterHub) -> None:
 
 
 async def clean_node(hub: ClusterHub, node: str) -> None:
+    await debounce.release_abandoned(hub, node)  # first: it tells held departures from unfinished ones
     raw, _ = await hub.store.get(sync.registry_key(node))
-    handled: set[str] = set()  # held departures this clean-up reports itself
     for key in (decode(raw) or {}).get("keys", []):
         before, after = await update(hub.store, key, sync.drop_node(node))
         kind, app_part, rest = key.split(".", 2) if key.count(".") >= 2 else (*key.split(".", 1), "")
@@ -93,17 +93,12 @@ async def clean_node(hub: ClusterHub, node: str) -> None:
             continue
         app_id = unsegment(app_part)
         if kind == "ch":
-            if total(before) > 0 and total(after) == 0:
-                handled.add(debounce.marker_key(app_id, unsegment(rest), None))
             await channel_transitions(hub, app_id, unsegment(rest), before, after)
         elif kind == "us":
             await user_transitions(hub, app_id, unsegment(rest), before, after)
         elif kind == "pr":
-            gone = sync.members(before).keys() - sync.members(after).keys()
-            handled.update(debounce.marker_key(app_id, unsegment(rest), uid) for uid in gone)
             await presence_removals(hub, app_id, unsegment(rest), before, after)
     await update(hub.store, sync.registry_key(node), lambda doc: None)
-    await debounce.release_abandoned(hub, node, handled)
 
 
 async def presence_removals(hub: ClusterHub, app_id: str, name: str, before: object, after: object) -> None:

@@ -16,11 +16,12 @@ from vask import __version__
 from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
 from vask.cluster.hub import ClusterHub
-from vask.config import Settings, mask_url
+from vask.config import Settings
 from vask.console import logs
 from vask.console.wiring import Console, open_console
 from vask.core.observer import Observers
 from vask.factory import make_hub, make_usage_counters, open_billing_store, open_store
+from vask.masking import mask_url
 from vask.protocol import constants as c
 from vask.server import banner, health, xhr_session
 from vask.server.appcache import AppCache
