@@ -127,7 +127,8 @@ def main() -> None:
     try:
         tree = work / "tree"
         clean_copy(tree)
-        run(sys.executable, "-m", "build", "--outdir", work / "dist", tree, capture_output=True)
+        # From the work folder: a build/ folder in the current one (CI's second venv) would shadow the package.
+        run(sys.executable, "-m", "build", "--outdir", work / "dist", tree, capture_output=True, cwd=work)
         wheel = next((work / "dist").glob("vask-*.whl"))
         sdist = next((work / "dist").glob("vask-*.tar.gz"))
         check_wheel_contents(wheel, tree)
