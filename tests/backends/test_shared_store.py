@@ -1,7 +1,8 @@
 """One contract for every SharedStore (vask.cluster.store): RedisStore on the machine's Redis and on a private
-Redis Cluster (keys spread over three shards), and NatsStore on the machine's NATS JetStream, each test with a
-prefix of its own that is removed afterwards. A service that cannot be
-reached skips its half with the reason; nothing is faked.
+Redis Cluster (keys spread over three shards), NatsStore on the machine's NATS JetStream, each test with a
+prefix of its own that is removed afterwards, and MemoryStore (vask.cluster.memory), each test with a space
+of its own (named after the prefix). A service that cannot be reached skips its half with the reason; the
+memory half always runs, so the in-memory store that cluster unit tests use is held to the same contract.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from private_nats import NATS_SERVER, NATS_URL, REDIS_URL, PrivateNats, free_port, reachable
+from vask.cluster.memory import MemorySpace, MemoryStore
 from vask.cluster.store import SharedStore, StoreUnavailable, decode, update
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -27,6 +29,8 @@ Factory = Callable[..., Awaitable[SharedStore]]
 
 
 def open_store(kind: str, url: str, prefix: str, ttls: dict[str, float]) -> SharedStore:
+    if kind == "memory":  # on the real clock, as the engines are
+        return MemoryStore(ttls, space=MemorySpace.named(prefix))
     if kind in ("redis", "redis-cluster"):
         from vask.cluster.redis_store import RedisStore
 
@@ -37,8 +41,8 @@ def open_store(kind: str, url: str, prefix: str, ttls: dict[str, float]) -> Shar
 
 
 async def remove_prefix(kind: str, prefix: str) -> None:
-    if kind == "redis-cluster":
-        return  # a private cluster, gone at the end of the session
+    if kind in ("redis-cluster", "memory"):
+        return  # a private cluster, gone at the end of the session; a space of the test's own
     if kind == "redis":
         import redis.asyncio as aioredis
 
@@ -60,7 +64,7 @@ async def remove_prefix(kind: str, prefix: str) -> None:
 
 async def stores_of(kind: str, url: str | None = None) -> AsyncIterator[Factory]:
     """Opens started stores of one kind sharing a fresh prefix (several stores = several nodes); cleans up."""
-    if url is None:
+    if url is None and kind != "memory":
         url = REDIS_URL if kind == "redis" else NATS_URL
         host, port = ("127.0.0.1", 6379) if kind == "redis" else ("127.0.0.1", 4222)
         if not reachable(host, port):
@@ -69,7 +73,7 @@ async def stores_of(kind: str, url: str | None = None) -> AsyncIterator[Factory]
     opened: list[SharedStore] = []
 
     async def factory(ttls: dict[str, float] | None = None) -> SharedStore:
-        store = open_store(kind, url, prefix, ttls or TTLS)
+        store = open_store(kind, url or "", prefix, ttls or TTLS)
         await store.start()
         opened.append(store)
         return store
@@ -81,7 +85,7 @@ async def stores_of(kind: str, url: str | None = None) -> AsyncIterator[Factory]
     await remove_prefix(kind, prefix)
 
 
-@pytest_asyncio.fixture(params=["redis", "redis-cluster", "nats"])
+@pytest_asyncio.fixture(params=["redis", "redis-cluster", "nats", "memory"])
 async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     url = request.getfixturevalue("redis_cluster") if request.param == "redis-cluster" else None
     async for factory in stores_of(request.param, url):
@@ -292,8 +296,11 @@ async def test_unreachable_store_fails_fast(make: Factory) -> None:
     """Pointed at a closed port: start() returns and every call raises StoreUnavailable within seconds."""
     kind = make.kind  # type: ignore[attr-defined]
     url = {"redis": f"redis://127.0.0.1:{free_port()}/0", "redis-cluster": f"redis+cluster://127.0.0.1:{free_port()}",
-           "nats": f"nats://127.0.0.1:{free_port()}"}[kind]
-    store = open_store(kind, url, "unreachable", TTLS)
+           "nats": f"nats://127.0.0.1:{free_port()}", "memory": ""}[kind]
+    prefix = "unreachable" if kind != "memory" else f"t{uuid.uuid4().hex[:12]}"
+    if kind == "memory":
+        MemorySpace.named(prefix).go_down()  # the memory store's "closed port"
+    store = open_store(kind, url, prefix, TTLS)
     start = time.monotonic()
     await store.start()
     try:
@@ -387,3 +394,117 @@ async def test_nats_server_restart(tmp_path: Path, keep_data: bool) -> None:
     finally:
         await store.close()
         server.stop()
+
+
+# -- memory only: the simulated engine -----------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def started_memory(space: MemorySpace | None = None, ttls: dict[str, float] | None = None,
+                         clock: Callable[[], float] = time.monotonic) -> MemoryStore:
+    store = MemoryStore(TTLS if ttls is None else ttls, clock=clock, space=space)
+    await store.start()
+    return store
+
+
+async def every_call_fails(store: SharedStore) -> None:
+    for call in [store.get("doc"), store.get_many(["doc"]), store.put_if("doc", b"x", 0), store.keys(""),
+                 store.put_expiring("nodes", "n", b""), store.get_expiring("nodes", "n"),
+                 store.delete_expiring("nodes", "n"), store.keys_expiring("nodes"),
+                 store.create_expiring("locks", "n", b"")]:
+        with pytest.raises(StoreUnavailable):
+            await call
+
+
+async def test_memory_outage_fails_every_store_of_the_space_fast_and_keeps_the_data() -> None:
+    clock, space = FakeClock(), MemorySpace()
+    one, two = await started_memory(space, clock=clock), await started_memory(space, clock=clock)
+    assert await one.put_if("doc", b"one", 0)
+    _, revision = await one.get("doc")
+    await one.put_expiring("nodes", "n", b"eu")
+    await one.put_expiring("cache", "c", b"")
+    space.go_down()
+    start = time.monotonic()
+    await every_call_fails(one)
+    await every_call_fails(two)
+    assert time.monotonic() - start < 0.1  # no timeout to wait for
+    clock.now += TTLS["nodes"]  # entries keep expiring meanwhile
+    space.come_back()
+    assert await two.get("doc") == (b"one", revision)
+    assert await two.keys_expiring("nodes") == [] and await two.keys_expiring("cache") == ["c"]
+    assert await two.put_if("doc", b"two", revision)
+
+
+async def test_memory_data_loss_forgets_everything_and_never_reuses_a_revision() -> None:
+    space = MemorySpace()
+    store = await started_memory(space)
+    await store.put_if("doc", b"old", 0)
+    _, stale = await store.get("doc")
+    await store.create_expiring("locks", "l", b"")
+    space.go_down()
+    space.lose_data()  # a restart without persistence, during an outage
+    space.come_back()
+    assert await store.get("doc") == (None, 0) and await store.keys("") == []
+    assert await store.create_expiring("locks", "l", b"again")  # the lock went with the data
+    assert await store.put_if("doc", b"new", 0)
+    _, fresh = await store.get("doc")
+    assert fresh != stale and not await store.put_if("doc", b"stale writer", stale)
+
+
+async def test_memory_expiry_follows_the_injected_clock() -> None:
+    clock = FakeClock()  # (steps exact in binary, so "at the deadline" is exact)
+    store = await started_memory(ttls={"nodes": 5.0, "locks": 9.5, "cache": 60.0}, clock=clock)
+    await store.put_expiring("nodes", "a", b"1")
+    await store.put_expiring("cache", "c", b"cached")
+    assert await store.create_expiring("locks", "dead", b"me")
+    clock.now += 4.5
+    assert await store.keys_expiring("nodes") == ["a"]
+    await store.put_expiring("nodes", "a", b"2")  # renewed: 5 s from now
+    clock.now += 4.5
+    assert await store.get_expiring("nodes", "a") == b"2"
+    assert not await store.create_expiring("locks", "dead", b"other")
+    clock.now += 0.5  # 5 s after the renewal, 9.5 s after the lock: both gone, exactly at the deadline
+    assert await store.get_expiring("nodes", "a") is None and await store.keys_expiring("nodes") == []
+    assert await store.create_expiring("locks", "dead", b"other")
+    assert await store.get_expiring("cache", "c") == b"cached"
+    with pytest.raises(KeyError):  # a bucket without a TTL is a programming error, not an outage
+        await store.put_expiring("elsewhere", "n", b"")
+
+
+async def test_memory_spaces_lifecycle_and_defaults() -> None:
+    name = f"t{uuid.uuid4().hex[:12]}"
+    assert MemorySpace.named(name) is MemorySpace.named(name) is not MemorySpace.named(name + "x")
+    store = MemoryStore(space=MemorySpace.named(name))
+    assert store.ttls == {"nodes": 30.0, "locks": 30.0, "cache": 1800.0}  # what vask.factory uses by default
+    await every_call_fails(store)  # not started yet
+    await store.start()
+    assert await store.put_if("doc", b"x", 0)
+    await store.close()
+    await every_call_fails(store)
+    assert (await (await started_memory(MemorySpace.named(name))).get("doc"))[0] == b"x"  # the space kept it
+    assert await (await started_memory()).get("doc") == (None, 0)  # a store of its own: a space of its own
+
+
+async def test_memory_calls_yield_to_the_loop_then_act_atomically() -> None:
+    """Each call lets other tasks run once before it acts: two nodes racing to update see one winner."""
+    space = MemorySpace()
+    one, two = await started_memory(space), await started_memory(space)
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    task = asyncio.create_task(other())
+    await one.get("doc")
+    assert ran == ["other"]
+    await task
+    (_, rev_one), (_, rev_two) = await asyncio.gather(one.get("doc"), two.get("doc"))
+    assert sorted(await asyncio.gather(one.put_if("doc", b"1", rev_one), two.put_if("doc", b"2", rev_two))) == \
+        [False, True]

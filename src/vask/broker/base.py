@@ -36,4 +36,10 @@ def open_broker(url: str, prefix: str) -> Broker:
         from vask.broker.nats import NatsBroker
 
         return NatsBroker(url, prefix)
-    raise ValueError(f"Unsupported broker URL {url!r}: use redis://host:port, redis+cluster://host:port or nats://host:port")
+    if url.startswith("memory://"):
+        from vask.broker.memory import MemoryBroker, MemoryBus
+
+        # One bus per name for the whole process: only nodes running in this process can share it.
+        return MemoryBroker(MemoryBus.named(url.removeprefix("memory://")), prefix)
+    raise ValueError(f"Unsupported broker URL {url!r}: use redis://host:port, redis+cluster://host:port, "
+                     "nats://host:port or memory://name")
