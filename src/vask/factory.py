@@ -15,6 +15,7 @@ from vask.core.hub import Hub
 from vask.masking import mask_url
 
 if TYPE_CHECKING:
+    from vask.cluster.replicator import Replicator
     from vask.cluster.store import SharedStore
 
 # Well-known development credentials. The key and secret are Soketi's; the id is numeric because
@@ -76,12 +77,11 @@ def make_usage_counters(settings: Settings, hub: Hub | None = None) -> UsageCoun
     """The counters quota checks read: in-process on one node (exact), and on a cluster node connection
     counts summed over every node through the shared store (vask.cluster.counters). Broadcast totals
     come from the shared usage ledger in both cases (vask.billing.counters states the bound)."""
-    from vask.cluster.hub import ClusterHub
-
-    if isinstance(hub, ClusterHub):
+    cluster = cluster_of(hub) if hub is not None else None
+    if cluster is not None:
         from vask.cluster.counters import ClusterUsageCounters
 
-        return ClusterUsageCounters(hub)
+        return ClusterUsageCounters(cluster)
     return LocalUsageCounters()
 
 
@@ -111,21 +111,33 @@ def describe_store(settings: Settings) -> str:
     return f"PostgreSQL at {mask_url(settings.database_url or '')}"
 
 
+def cluster_of(hub: Hub) -> Replicator | None:
+    """The replicator attached to ``hub`` when it is one node of a cluster."""
+    from vask.cluster.replicator import Replicator
+
+    return hub.replica if isinstance(hub.replica, Replicator) else None
+
+
 def make_hub(settings: Settings, lookup: Callable[[str], Awaitable[App | None]]) -> Hub:
-    """The in-process hub, or a cluster node when a broker is configured."""
+    """The hub, with a replicator attached when a broker is configured (a cluster node)."""
     if not settings.broker:
         return Hub(time.monotonic)
     import secrets
     import socket
 
     from vask.broker.base import open_broker
-    from vask.cluster.hub import ClusterHub
+    from vask.cluster.replicator import Replicator
 
     node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     broker = open_broker(settings.broker, settings.broker_prefix)
     ttls = {"nodes": settings.node_timeout, "locks": max(settings.node_timeout, 10.0), "cache": 30 * 60.0}
     store: SharedStore
-    if settings.broker.startswith(("nats://", "tls://")):
+    if settings.broker.startswith("memory://"):  # nodes in one process (tests): a space per name and prefix
+        from vask.cluster.memory import MemorySpace, MemoryStore
+
+        space = MemorySpace.named(f"{settings.broker.removeprefix('memory://')}/{settings.broker_prefix}")
+        store = MemoryStore(ttls, space=space)
+    elif settings.broker.startswith(("nats://", "tls://")):
         from vask.cluster.nats_store import NatsStore
 
         store = NatsStore(settings.broker, settings.broker_prefix, ttls)
@@ -133,5 +145,7 @@ def make_hub(settings: Settings, lookup: Callable[[str], Awaitable[App | None]])
         from vask.cluster.redis_store import RedisStore
 
         store = RedisStore(settings.broker, settings.broker_prefix, ttls)
-    return ClusterHub(time.monotonic, node_id, broker, store, lookup, settings.node_timeout, settings.region,
-                      settings.webhook_vacate_delay)
+    hub = Hub(time.monotonic)
+    Replicator(hub, node_id, broker, store, lookup, settings.node_timeout, settings.region,
+               settings.webhook_vacate_delay)
+    return hub

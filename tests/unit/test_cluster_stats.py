@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from vask.admin.metrics import render
+from vask.cluster.envelopes import Envelope, Terminate
 from vask.cluster.stats import ClusterStats
 
 
-def envelope(origin: str, boot: str, number: int) -> dict[str, object]:
-    return {"k": "pub", "o": origin, "a": "1", "b": boot, "q": number}
+def envelope(origin: str, boot: str = "", number: int = 0) -> Envelope:
+    return Envelope(origin, "1", Terminate("u"), boot, number)
 
 
 def test_gaps_are_counted_per_origin_and_a_restart_is_not_a_gap() -> None:
@@ -19,7 +20,7 @@ def test_gaps_are_counted_per_origin_and_a_restart_is_not_a_gap() -> None:
     stats.received(envelope("a", "boot2", 1))  # a restarted: its numbers start again
     stats.received(envelope("a", "boot2", 3))
     stats.received(envelope("a", "boot2", 2))  # late or repeated: not a loss, not counted twice
-    stats.received({"k": "pub", "o": "old", "a": "1"})  # a node without sequence numbers
+    stats.received(envelope("old"))  # a node without sequence numbers
     assert stats.envelopes_lost == 2 + 1
     assert stats.envelopes_received == 10
 

@@ -66,3 +66,18 @@ def test_no_default_app_when_the_store_has_apps() -> None:
     store = MemoryAppStore([App(id="mine", key="my-key", secret="s")])
     assert ensure_default_app(store, Settings.load(None)) is None
     assert [a.id for a in store.list()] == ["mine"]
+
+
+def test_a_broker_makes_the_hub_a_cluster_node_and_none_keeps_it_single() -> None:
+    from vask.cluster.memory import MemoryStore
+    from vask.factory import cluster_of, make_hub
+
+    async def lookup(app_id: str) -> None:
+        return None
+
+    single = make_hub(Settings(), lookup)
+    assert single.replica is None and cluster_of(single) is None
+    node = make_hub(Settings(broker="memory://factory-test", node_id="n1"), lookup)
+    cluster = cluster_of(node)
+    assert cluster is not None and node.replica is cluster
+    assert cluster.node_id == "n1" and isinstance(cluster.store, MemoryStore)

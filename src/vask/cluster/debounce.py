@@ -18,15 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vask.apps.base import App
 from vask.cluster import sync
-from vask.cluster.store import StoreUnavailable, segment, total, update
-
-if TYPE_CHECKING:
-    from vask.cluster.hub import ClusterHub
+from vask.cluster.node import Node
+from vask.cluster.store import StoreUnavailable, decode, segment, total, update
 
 GRACE = 2.0  # seconds a marker outlives its delay before it is treated as abandoned
 
@@ -37,115 +34,115 @@ def marker_key(app_id: str, channel: str, user_id: str | None) -> str:
     return f"pm.{segment(app_id)}.{segment(channel)}.{segment(user_id)}"
 
 
-def _emit(hub: ClusterHub, app: App, channel: str, user_id: str | None) -> None:
+def _emit(node: Node, app: App, channel: str, user_id: str | None) -> None:
     if user_id is None:
-        hub.observer.channel_vacated(app, channel)
+        node.hub.observer.channel_vacated(app, channel)
     else:
-        hub.observer.member_removed(app, channel, user_id)
+        node.hub.observer.member_removed(app, channel, user_id)
 
 
-def _held(hub: ClusterHub, doc: dict[str, Any] | None) -> dict[str, Any]:
+def _held(node: Node, doc: dict[str, Any] | None) -> dict[str, Any]:
     """node → marker, of the markers in ``doc`` not yet abandoned."""
-    limit = time.time() - hub.vacate_delay - GRACE
+    limit = node.wall() - node.vacate_delay - GRACE
     return {n: e for n, e in (doc or {}).get("d", {}).items() if float(e.get("t", 0)) > limit}
 
 
-async def mark(hub: ClusterHub, app_id: str, channel: str, user_id: str | None = None) -> str | None:
+async def mark(node: Node, app_id: str, channel: str, user_id: str | None = None) -> str | None:
     """Write this node's marker before a departure that may empty the channel; its token, or None when
     there is no delay (or the departure is old news)."""
-    if hub.vacate_delay <= 0 or hub.quiet:
+    if node.vacate_delay <= 0 or node.quiet:
         return None
     token = secrets.token_hex(8)
-    entry = {"t": time.time(), "tok": token, "a": app_id, "c": channel, "u": user_id}
+    entry = {"t": node.wall(), "tok": token, "a": app_id, "c": channel, "u": user_id}
 
     def add(doc: dict[str, Any] | None) -> dict[str, Any]:
-        return {"d": {**_held(hub, doc), hub.node_id: entry}}
+        return {"d": {**_held(node, doc), node.node_id: entry}}
 
-    await update(hub.store, marker_key(app_id, channel, user_id), add)
+    await update(node.store, marker_key(app_id, channel, user_id), add)
     return token
 
 
-async def settle(hub: ClusterHub, app: App | None, app_id: str, channel: str, user_id: str | None,
+async def settle(node: Node, app: App | None, app_id: str, channel: str, user_id: str | None,
                  token: str | None, departed_now: bool) -> None:
     """After the count update: hold the webhook if this was the departure, else take the marker back."""
     if token is None:
         if departed_now and app is not None:
-            await departed(hub, app, channel, user_id)
+            await departed(node, app, channel, user_id)
         return
     key = marker_key(app_id, channel, user_id)
     if not departed_now or app is None:
-        await _take(hub, key, hub.node_id, token)
+        await _take(node, key, node.node_id, token)
         return
 
     async def release() -> None:
-        await asyncio.sleep(hub.vacate_delay)
+        await asyncio.sleep(node.vacate_delay)
         with contextlib.suppress(StoreUnavailable):
-            if await _take(hub, key, hub.node_id, token):
-                _emit(hub, app, channel, user_id)
+            if await _take(node, key, node.node_id, token):
+                _emit(node, app, channel, user_id)
 
-    hub.spawn(release())
+    node.spawn(release(), "webhook-delay")
 
 
-async def departed(hub: ClusterHub, app: App, channel: str, user_id: str | None = None) -> None:
+async def departed(node: Node, app: App, channel: str, user_id: str | None = None) -> None:
     """A departure seen after the fact (a dead node's members): hold its webhook all the same."""
-    if hub.vacate_delay <= 0:
-        _emit(hub, app, channel, user_id)
+    if node.vacate_delay <= 0:
+        _emit(node, app, channel, user_id)
         return
-    token = await mark(hub, app.id, channel, user_id)
+    token = await mark(node, app.id, channel, user_id)
     if token is None:
         return  # quiet: re-published state, already reported
-    await settle(hub, app, app.id, channel, user_id, token, True)
+    await settle(node, app, app.id, channel, user_id, token, True)
 
 
-async def returned(hub: ClusterHub, app_id: str, channel: str, user_id: str | None = None) -> bool:
+async def returned(node: Node, app_id: str, channel: str, user_id: str | None = None) -> bool:
     """The channel filled (or the user joined) again: True when that cancelled a held departure."""
-    if hub.vacate_delay <= 0:
+    if node.vacate_delay <= 0:
         return False
     taken = False
 
     def take_all(doc: dict[str, Any] | None) -> None:
         nonlocal taken
-        taken = bool(_held(hub, doc))
+        taken = bool(_held(node, doc))
         return None
 
-    await update(hub.store, marker_key(app_id, channel, user_id), take_all)
+    await update(node.store, marker_key(app_id, channel, user_id), take_all)
     return taken
 
 
-async def _take(hub: ClusterHub, key: str, node: str, token: str | None) -> bool:
-    """Delete ``node``'s marker at ``key`` (only the one with ``token``, unless None); True when it was there."""
+async def _take(node: Node, key: str, owner: str, token: str | None) -> bool:
+    """Delete ``owner``'s marker at ``key`` (only the one with ``token``, unless None); True when it was there."""
     taken = False
 
     def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
         nonlocal taken
-        entry = (doc or {}).get("d", {}).get(node)
+        entry = (doc or {}).get("d", {}).get(owner)
         taken = entry is not None and (token is None or entry.get("tok") == token)
-        kept = {n: e for n, e in _held(hub, doc).items() if not (taken and n == node)}
+        kept = {n: e for n, e in _held(node, doc).items() if not (taken and n == owner)}
         return {"d": kept} if kept else None
 
-    await update(hub.store, key, change)
+    await update(node.store, key, change)
     return taken
 
 
-async def release_abandoned(hub: ClusterHub, dead_node: str) -> None:
+async def release_abandoned(node: Node, dead_node: str) -> None:
     """Send the held webhooks of a node that died before its delay ran out.
 
     Runs before the clean-up removes the dead node's entries: a marker whose channel (or member) is still
     there belongs to a departure that never reached the count, so it is dropped and the clean-up's own
     transition reports the departure once.
     """
-    for key in await hub.store.keys("pv.") + await hub.store.keys("pm."):
-        raw, _ = await hub.store.get(key)
-        entry = (hub.decode(raw) or {}).get("d", {}).get(dead_node)
-        if entry is None or not await _take(hub, key, dead_node, None):
+    for key in await node.store.keys("pv.") + await node.store.keys("pm."):
+        raw, _ = await node.store.get(key)
+        entry = (decode(raw) or {}).get("d", {}).get(dead_node)
+        if entry is None or not await _take(node, key, dead_node, None):
             continue
         app_id, channel, user_id = str(entry["a"]), str(entry["c"]), entry.get("u")
         if user_id is None:
-            raw, _ = await hub.store.get(sync.channel_key(app_id, channel))
-            gone = total(hub.decode(raw)) == 0
+            raw, _ = await node.store.get(sync.channel_key(app_id, channel))
+            gone = total(decode(raw)) == 0
         else:
-            raw, _ = await hub.store.get(sync.presence_key(app_id, channel))
-            gone = user_id not in sync.members(hub.decode(raw))
-        app = await hub.app_by_id(app_id)
+            raw, _ = await node.store.get(sync.presence_key(app_id, channel))
+            gone = user_id not in sync.members(decode(raw))
+        app = await node.app_by_id(app_id)
         if gone and app is not None:
-            _emit(hub, app, channel, user_id)
+            _emit(node, app, channel, user_id)

@@ -11,107 +11,108 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
-from typing import TYPE_CHECKING
+from typing import Any
 
-from vask.cluster import debounce, sync
+from vask.cluster import apply, debounce, sync
+from vask.cluster import envelopes as env
+from vask.cluster.node import Node
 from vask.cluster.store import StoreUnavailable, decode, unsegment, update
+from vask.cluster.sync import Dirty, Kind
 from vask.cluster.worker import channel_transitions, user_transitions
-
-if TYPE_CHECKING:
-    from vask.cluster.hub import ClusterHub
 
 log = logging.getLogger("vask.cluster")
 
 RECONCILE_EVERY = 5.0  # seconds between re-reads of the presence members of this node's channels
 
 
-async def heartbeat_loop(hub: ClusterHub, node_timeout: float) -> None:
+async def heartbeat_loop(node: Node) -> None:
+    node_timeout = node.node_timeout
     interval = max(node_timeout / 6, 0.2)
     beat = checked = 0.0
     reachable_since: float | None = None
     while True:
         try:
-            if time.monotonic() - beat >= interval:
-                beat = time.monotonic()
-                await hub.store.put_expiring("nodes", hub.node_id, hub.region.encode())
+            if node.clock() - beat >= interval:
+                beat = node.clock()
+                await node.store.put_expiring("nodes", node.node_id, node.region.encode())
+                node.store_healthy = True
                 if reachable_since is None:
-                    reachable_since = time.monotonic()
-                await check_epoch(hub)
+                    reachable_since = node.clock()
+                await check_epoch(node)
                 # After an outage every node's heartbeat may have expired: a node is only judged dead once
                 # the others had a full node_timeout to beat again, or live nodes would be reaped.
-                if time.monotonic() - reachable_since >= node_timeout:
-                    await reap_dead_nodes(hub)
+                if node.clock() - reachable_since >= node_timeout:
+                    await reap_dead_nodes(node)
             # Refresh the other nodes' connection counts every second: quota checks read them.
-            for app_id in list(hub.apps):
-                hub._mark("cn", app_id, "")
-            for account in list(hub.account_totals):
-                hub._mark("ac", account, "")
-            if time.monotonic() - checked >= RECONCILE_EVERY:
-                checked = time.monotonic()
+            for app_id in list(node.hub.apps):
+                node.mark(Dirty(Kind.CONNECTIONS, app_id))
+            for account in list(node.account_totals):
+                node.mark(Dirty(Kind.ACCOUNT, account))
+            if node.clock() - checked >= RECONCILE_EVERY:
+                checked = node.clock()
                 # Re-read presence members now and then: heals a lost envelope (the bus is at-most-once).
-                for state in list(hub.apps.values()):
+                for state in list(node.hub.apps.values()):
                     for name, channel in list(state.channels.items()):
                         if channel.type.is_presence:
-                            hub._mark("pr", state.app.id, name)
-        except StoreUnavailable:
+                            node.mark(Dirty(Kind.PRESENCE, state.app.id, name))
+        except StoreUnavailable as exc:
             reachable_since = None
+            if node.store_healthy:  # also when nothing local changes: /ready tells the truth
+                log.warning("shared store unavailable: %s", exc)
+            node.store_healthy = False
         await asyncio.sleep(min(interval, 1.0))
 
 
-async def check_epoch(hub: ClusterHub) -> None:
+async def check_epoch(node: Node) -> None:
     """Notice a store that lost its data (a Redis restart without persistence) and re-publish our state."""
-    _, after = await update(hub.store, "epoch", lambda doc: doc or {"id": secrets.token_hex(8)})
+    _, after = await update(node.store, "epoch", lambda doc: doc or {"id": secrets.token_hex(8)})
     epoch = after["id"] if after else ""
-    if hub.epoch and epoch != hub.epoch:
+    if node.epoch and epoch != node.epoch:
         log.warning("the shared store lost its state; re-publishing this node's state")
-        hub.quiet = True  # what we re-publish already happened: no webhooks for it
+        node.quiet = True  # what we re-publish already happened: no webhooks for it
         # Every node notices within one heartbeat interval; resync gives them that, and a margin, to re-publish.
-        await hub.resync()
-    hub.epoch = epoch
+        await node.resync()
+    node.epoch = epoch
 
 
-async def reap_dead_nodes(hub: ClusterHub) -> None:
-    live = set(await hub.store.keys_expiring("nodes"))
-    for key in await hub.store.keys("nk."):
-        node = unsegment(key[3:])
-        if node in live or node == hub.node_id:
+async def reap_dead_nodes(node: Node) -> None:
+    live = set(await node.store.keys_expiring("nodes"))
+    for key in await node.store.keys("nk."):
+        dead = unsegment(key[3:])
+        if dead in live or dead == node.node_id:
             continue
-        if not await hub.store.create_expiring("locks", node, hub.node_id.encode()):
+        if not await node.store.create_expiring("locks", dead, node.node_id.encode()):
             continue  # another node is cleaning it up
-        log.warning("node %s stopped heart-beating: removing its connections and members", node)
-        await clean_node(hub, node)
+        log.warning("node %s stopped heart-beating: removing its connections and members", dead)
+        await clean_node(node, dead)
 
 
-async def clean_node(hub: ClusterHub, node: str) -> None:
-    await debounce.release_abandoned(hub, node)  # first: it tells held departures from unfinished ones
-    raw, _ = await hub.store.get(sync.registry_key(node))
+async def clean_node(node: Node, dead: str) -> None:
+    await debounce.release_abandoned(node, dead)  # first: it tells held departures from unfinished ones
+    raw, _ = await node.store.get(sync.registry_key(dead))
     for key in (decode(raw) or {}).get("keys", []):
-        before, after = await update(hub.store, key, sync.drop_node(node))
+        before, after = await update(node.store, key, sync.drop_node(dead))
         kind, app_part, rest = key.split(".", 2) if key.count(".") >= 2 else (*key.split(".", 1), "")
-        if kind not in ("ch", "us", "pr"):
+        if kind not in (Kind.CHANNEL, Kind.USER, Kind.PRESENCE):
             continue
-        app_id = unsegment(app_part)
-        if kind == "ch":
-            await channel_transitions(hub, app_id, unsegment(rest), before, after)
-        elif kind == "us":
-            await user_transitions(hub, app_id, unsegment(rest), before, after)
-        elif kind == "pr":
-            await presence_removals(hub, app_id, unsegment(rest), before, after)
-    await update(hub.store, sync.registry_key(node), lambda doc: None)
+        app_id, name = unsegment(app_part), unsegment(rest)
+        if kind == Kind.CHANNEL:
+            await channel_transitions(node, app_id, name, before, after)
+        elif kind == Kind.USER:
+            await user_transitions(node, app_id, name, before, after)
+        else:
+            await presence_removals(node, app_id, name, before, after)
+    await update(node.store, sync.registry_key(dead), lambda doc: None)
 
 
-async def presence_removals(hub: ClusterHub, app_id: str, name: str, before: object, after: object) -> None:
-    from vask.cluster import envelopes as env
-
-    old = sync.members(before if isinstance(before, dict) else None)
-    new = sync.members(after if isinstance(after, dict) else None)
-    state = hub.apps.get(app_id)
-    app = await hub.app_by_id(app_id)
+async def presence_removals(node: Node, app_id: str, name: str, before: Any, after: Any) -> None:
+    old, new = sync.members(before), sync.members(after)
+    state = node.hub.apps.get(app_id)
+    app = await node.app_by_id(app_id)
     if app is None:
         return
     for uid in old.keys() - new.keys():
-        await debounce.departed(hub, app, name, uid)
-        hub.announce(env.MEMBER_REMOVED, app_id, c=name, u=uid)
+        await debounce.departed(node, app, name, uid)
+        node.announce(app_id, env.MemberRemoved(name, uid))
         if state is not None:
-            hub._member_frames(state, name, uid, None, False)
+            apply.member_frames(state, name, uid, None, False)

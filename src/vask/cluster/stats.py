@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+
+from vask.cluster.envelopes import Envelope
 
 
 @dataclass(slots=True)
@@ -31,13 +32,12 @@ class ClusterStats:
         self.sequence += 1
         return self.sequence
 
-    def received(self, message: dict[str, Any]) -> None:
+    def received(self, envelope: Envelope) -> None:
         """Count an envelope from another node, and the envelopes it reveals as lost."""
         self.envelopes_received += 1
-        boot, number = message.get("b"), message.get("q")
-        if not isinstance(boot, str) or not isinstance(number, int) or isinstance(number, bool):
+        boot, number, origin = envelope.boot, envelope.seq, envelope.origin
+        if not boot or number <= 0:
             return  # a node of an older version: nothing to check
-        origin = message["o"]
         seen = self.last_seen.get(origin)
         if seen is not None and seen[0] == boot:
             if number <= seen[1]:

@@ -7,12 +7,40 @@ retried, repeated after a store restart, or undone for a dead node without knowi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from enum import StrEnum
+from typing import Any, NamedTuple
 
 from vask.cluster.store import segment, with_counts
 
 Doc = dict[str, Any] | None
 Change = Callable[[Doc], Doc]
+
+
+class Kind(StrEnum):
+    """What a shared document counts; its value is the key's first segment."""
+    CONNECTIONS = "cn"  # an app's connections per node
+    ACCOUNT = "ac"  # an account's connections per node (billing quotas)
+    CHANNEL = "ch"  # a channel's subscribers per node
+    PRESENCE = "pr"  # a presence channel's members per node
+    USER = "us"  # a signed-in user's connections per node
+
+
+class Dirty(NamedTuple):
+    """A document this node must rewrite from its local state; ``owner`` is the app (the account for ACCOUNT)."""
+    kind: Kind
+    owner: str
+    name: str = ""
+
+    def key(self) -> str:
+        if self.kind is Kind.CONNECTIONS:
+            return connections_key(self.owner)
+        if self.kind is Kind.ACCOUNT:
+            return account_key(self.owner)
+        if self.kind is Kind.CHANNEL:
+            return channel_key(self.owner, self.name)
+        if self.kind is Kind.PRESENCE:
+            return presence_key(self.owner, self.name)
+        return user_key(self.owner, self.name)
 
 
 def channel_key(app_id: str, channel: str) -> str:

@@ -1,27 +1,25 @@
 """Cluster-wide answers for the HTTP API: read the shared documents a request needs, then answer from them.
 
 ``rest.execute`` is synchronous and takes a ``HubApi``; this fetches first and hands it a read-only view
-whose publish and terminate go to the cluster hub.
+whose publish and terminate go to the hub (which tells the other nodes).
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vask.apps.base import App
 from vask.cluster import sync
-from vask.cluster.store import decode, segment, total, unsegment
+from vask.cluster.store import SharedStore, decode, segment, total, unsegment
 from vask.core.api import CachedEvent, ChannelState
+from vask.core.hub import Hub
 from vask.protocol.channels import channel_type
 from vask.protocol.rest import Operation, RestCall
 
-if TYPE_CHECKING:
-    from vask.cluster.hub import ClusterHub
-
 
 class ClusterView:
-    def __init__(self, hub: ClusterHub, states: dict[str, ChannelState], users: dict[str, list[str]]) -> None:
+    def __init__(self, hub: Hub, states: dict[str, ChannelState], users: dict[str, list[str]]) -> None:
         self.hub = hub
         self.states = states
         self.users = users
@@ -48,22 +46,22 @@ def needs_view(call: RestCall) -> bool:
     return any(event.info for event in call.events)
 
 
-async def view_for(hub: ClusterHub, call: RestCall) -> ClusterView:
+async def view_for(store: SharedStore, hub: Hub, call: RestCall) -> ClusterView:
     app_id = call.app.id
     if call.operation is Operation.CHANNELS:
-        names = [unsegment(key.split(".", 2)[2]) for key in await hub.store.keys(f"ch.{segment(app_id)}.")]
+        names = [unsegment(key.split(".", 2)[2]) for key in await store.keys(f"ch.{segment(app_id)}.")]
         names = [name for name in names if name.startswith(call.prefix)]
     elif call.operation in (Operation.CHANNEL, Operation.USERS):
         names = [call.channel]
     else:
         names = sorted({name for event in call.events for name in event.channels})
-    counts = await hub.store.get_many([sync.channel_key(app_id, name) for name in names])
+    counts = await store.get_many([sync.channel_key(app_id, name) for name in names])
     presence = [name for name in names if channel_type(name).is_presence]
-    member_docs = await hub.store.get_many([sync.presence_key(app_id, name) for name in presence])
+    member_docs = await store.get_many([sync.presence_key(app_id, name) for name in presence])
     members = {name: list(sync.members(decode(raw))) for name, raw in zip(presence, member_docs, strict=True)}
     caches: dict[str, Any] = {}
     if call.operation is Operation.CHANNEL and channel_type(call.channel).cache:
-        raw = await hub.store.get_expiring("cache", sync.channel_key(app_id, call.channel))
+        raw = await store.get_expiring("cache", sync.channel_key(app_id, call.channel))
         cached = decode(raw)  # bytes from the store: frames.data_object would give None
         if cached:
             ttl = int(float(cached.get("exp", 0)) - time.time())

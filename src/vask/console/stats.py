@@ -25,6 +25,7 @@ from vask.console.stats_store import Counts, StatsRow, StatsStore
 from vask.core.observer import Observer
 
 if TYPE_CHECKING:
+    from vask.cluster.node import Node
     from vask.core.hub import Hub
 
 log = logging.getLogger("vask.stats")
@@ -149,26 +150,26 @@ class StatsQuery:
     """What the dashboard reads: live counts (cluster-wide on a cluster node) and the stored series."""
 
     def __init__(self, store: StatsStore, hub: Hub, recorder: StatsRecorder | None = None, *,
-                 node: str = "local", region: str = "", clock: Callable[[], float] = time.time) -> None:
+                 node: str = "local", region: str = "", clock: Callable[[], float] = time.time,
+                 cluster: Node | None = None) -> None:
         self.store = store
         self.hub = hub
+        self.cluster = cluster
         self.recorder = recorder
         self.node = node
         self.region = region
         self.clock = clock
 
     async def live(self, app_id: str) -> dict[str, Any]:
-        from vask.cluster.hub import ClusterHub
-
         state = self.hub.apps.get(app_id)
         local = len(state.connections) if state is not None else 0
         channels = len(state.channels) if state is not None else 0
-        if not isinstance(self.hub, ClusterHub):
+        if self.cluster is None:
             return {"connections": local, "by_node": {self.node: local}, "by_region": {self.region: local},
                     "channels_occupied": channels}
         from vask.console.live import cluster_live
 
-        return await cluster_live(self.hub, app_id, local, channels)
+        return await cluster_live(self.cluster, app_id, local, channels)
 
     def _merged(self, stored: dict[int, Counts], app_id: str) -> dict[int, Counts]:
         if self.recorder is None:

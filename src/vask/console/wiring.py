@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vask.config import Settings
 from vask.console.feed import ConsoleFeed
@@ -11,6 +12,9 @@ from vask.console.stats import StatsQuery, StatsRecorder
 from vask.console.stats_store import StatsStore, open_stats_store
 from vask.core.hub import Hub
 from vask.core.observer import Observers
+
+if TYPE_CHECKING:
+    from vask.cluster.replicator import Replicator
 
 
 @dataclass
@@ -35,16 +39,14 @@ class Console:
         self.store.close()
 
 
-def open_console(settings: Settings, hub: Hub) -> Console:
-    """The feed (on the cluster's engine when a broker is configured), the stats recorder and its query,
+def open_console(settings: Settings, hub: Hub, cluster: Replicator | None = None) -> Console:
+    """The feed (on the cluster's engine when ``cluster`` is given), the stats recorder and its query,
     attached to ``hub``: its console emit points and its observers."""
-    from vask.cluster.hub import ClusterHub
-
     node, broker = "local", None
-    if isinstance(hub, ClusterHub):
+    if cluster is not None:
         from vask.broker.base import open_broker
 
-        node = hub.node_id
+        node = cluster.node_id
         # A bus of its own: console traffic (only while someone watches) never queues behind publishes.
         broker = open_broker(settings.broker or "", f"{settings.broker_prefix}_console")
     feed = ConsoleFeed(node, settings.region, broker, watch_interval=settings.console_watch_interval,
@@ -57,4 +59,5 @@ def open_console(settings: Settings, hub: Hub) -> Console:
         hub.observer = Observers(hub.observer)
     hub.observer.add(recorder)
     hub.observer.add(ConsoleObserver(feed))
-    return Console(feed, store, recorder, StatsQuery(store, hub, recorder, node=node, region=settings.region))
+    return Console(feed, store, recorder, StatsQuery(store, hub, recorder, node=node, region=settings.region,
+                                                     cluster=cluster))

@@ -1,12 +1,13 @@
 """The node's local state: connections, channels, presence members, signed-in users, cache channels.
 
 Everything here runs on one event loop without awaiting: a publish frames its message once and queues the
-same bytes on every subscriber's outbox. Implements ``HubApi`` for the HTTP API.
+same bytes on every subscriber's outbox. Implements ``HubApi`` for the HTTP API. On a cluster node a
+``Replica`` is attached (vask.core.replica): the hub reports its transitions there instead of deciding alone
+what they mean cluster-wide.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from vask.apps.base import App
@@ -14,50 +15,18 @@ from vask.console.feed import ConsoleFeed
 from vask.core.api import CachedEvent, ChannelState
 from vask.core.connection import Connection, Subscription
 from vask.core.observer import Observer, Observers
+from vask.core.replica import Replica
+from vask.core.state import AppState, Cached, Channel, Member
 from vask.protocol import constants as c
 from vask.protocol import frames
-from vask.protocol.channels import ChannelType, channel_type, user_channel_owner
-
-
-@dataclass(slots=True)
-class Member:
-    info: Any
-    connections: int
-
-
-@dataclass(slots=True)
-class Channel:
-    name: str
-    type: ChannelType
-    subscribers: dict[Connection, None] = field(default_factory=dict)  # insertion-ordered set
-    members: dict[str, Member] = field(default_factory=dict)
-    count_sent_at: float = 0.0
-    count_dirty: bool = False
-    count_seq: int = 0  # version of the last cluster-wide subscription_count sent (vask.cluster)
-    known: dict[str, Any] = field(default_factory=dict)  # cluster members this node's clients were told of
-
-
-@dataclass(slots=True)
-class Cached:
-    event: str
-    data: str
-    expires_at: float
-
-
-@dataclass(slots=True)
-class AppState:
-    app: App
-    connections: dict[Connection, None] = field(default_factory=dict)
-    channels: dict[str, Channel] = field(default_factory=dict)
-    users: dict[str, dict[Connection, None]] = field(default_factory=dict)  # signed-in user → connections
-    watchers: dict[str, dict[Connection, None]] = field(default_factory=dict)  # watched id → watchers
-    cache: dict[str, Cached] = field(default_factory=dict)
+from vask.protocol.channels import channel_type, user_channel_owner
 
 
 class Hub:
     def __init__(self, clock: Any, observer: Observer | None = None) -> None:
         self.clock = clock  # a callable returning monotonic seconds; injected so tests control time
         self.observer = observer or Observers()
+        self.replica: Replica | None = None  # set by vask.cluster.replicator on a cluster node
         self.apps: dict[str, AppState] = {}
         self.connection_count = 0
         # The debug console's feed (vask.console): emit points ask it once per event, never per delivery.
@@ -90,12 +59,16 @@ class Hub:
             conn.app = app
 
     def app_connections(self, app_id: str) -> int:
+        """Cluster-wide on a cluster node: the other nodes' counts as last synced plus this node's live one."""
         state = self.apps.get(app_id)
-        return len(state.connections) if state else 0
+        local = len(state.connections) if state else 0
+        return local if self.replica is None else local + self.replica.other_connections(app_id)
 
     def add(self, conn: Connection) -> None:
         self.state(conn.app).connections[conn] = None
         self.connection_count += 1
+        if self.replica is not None:
+            self.replica.connections_changed(conn.app.id)
 
     def remove(self, conn: Connection) -> None:
         """Forget a connection that closed: leave its channels and sign it out. Idempotent."""
@@ -110,6 +83,8 @@ class Hub:
             self._discard(state.watchers, watched, conn)
         del state.connections[conn]
         self.connection_count -= 1
+        if self.replica is not None:
+            self.replica.connections_changed(conn.app.id)
         if self.console.watching(conn.app.id):
             self.console.note(conn.app.id, "disconnection", None, conn.socket_id, user_id=conn.user_id)
         if not state.connections and not state.cache:
@@ -165,37 +140,41 @@ class Hub:
     def _after_subscribe(self, state: AppState, conn: Connection, channel: Channel, occupied: bool,
                          new_member: bool, user_id: str | None) -> None:
         name = channel.name
-        if channel.type.is_presence:
-            conn.send(frames.encode_internal("pusher_internal:subscription_succeeded",
-                                             {"presence": presence_payload(channel)}, name))
+        replica = self.replica
+        if replica is not None and channel.type.is_presence:
+            # Succeeded (and a cached event) once the cluster's member list is known: vask.cluster.worker.
+            conn.subscriptions[name].ready = False
+            replica.presence_changed(state.app.id, name, conn)
         else:
-            conn.send(frames.encode_internal("pusher_internal:subscription_succeeded", {}, name))
-        if channel.type.cache:
-            self._replay_cache(state, conn, name)
+            members = channel.member_infos() if channel.type.is_presence else None
+            conn.send(frames.subscription_succeeded(name, members))
+            if channel.type.cache:
+                self.replay_cache(state, conn, name)
+        if replica is not None:
+            replica.channel_changed(state.app.id, name)
+            return
         if occupied:
             self.observer.channel_occupied(state.app, name)
         if new_member and user_id is not None:
-            member = channel.members[user_id]
-            payload = {"user_id": user_id}
-            if member.info is not None:
-                payload["user_info"] = member.info
-            frame = frames.ws_frame(frames.encode_internal("pusher_internal:member_added", payload, name))
+            frame = frames.ws_frame(frames.member_added(name, user_id, channel.members[user_id].info))
             for other in channel.subscribers:
                 if other is not conn:
                     other.push(frame)
             self.observer.member_added(state.app, name, user_id)
         self._count_changed(state, channel)
 
-    def _replay_cache(self, state: AppState, conn: Connection, name: str) -> None:
+    def replay_cache(self, state: AppState, conn: Connection, name: str) -> None:
         cached = state.cache.get(name)
         if cached is not None and cached.expires_at <= self.clock():
             del state.cache[name]
             cached = None
-        if cached is None:
-            conn.send(frames.encode_internal("pusher:cache_miss", {}, name))
-            self.observer.cache_miss(state.app, name)
-        else:
+        if cached is not None:
             conn.send(frames.encode(cached.event, cached.data, name))
+        elif self.replica is not None:
+            self.replica.cache_missed(state, conn, name)
+        else:
+            conn.send(frames.cache_miss(name))
+            self.observer.cache_miss(state.app, name)
 
     def unsubscribe(self, conn: Connection, name: str) -> None:
         sub = conn.subscriptions.pop(name, None)
@@ -226,9 +205,13 @@ class Hub:
     def _after_unsubscribe(self, state: AppState, channel: Channel, removed_user: str | None,
                            vacated: bool) -> None:
         name = channel.name
+        if self.replica is not None:
+            if channel.type.is_presence:
+                self.replica.presence_changed(state.app.id, name)
+            self.replica.channel_changed(state.app.id, name)
+            return
         if removed_user is not None:
-            frame = frames.ws_frame(frames.encode_internal(
-                "pusher_internal:member_removed", {"user_id": removed_user}, name))
+            frame = frames.ws_frame(frames.member_removed(name, removed_user))
             for other in channel.subscribers:
                 other.push(frame)
             self.observer.member_removed(state.app, name, removed_user)
@@ -252,8 +235,7 @@ class Hub:
         count = len(channel.subscribers)
         channel.count_sent_at = now
         channel.count_dirty = False
-        frame = frames.ws_frame(frames.encode_internal(
-            "pusher_internal:subscription_count", {"subscription_count": count}, channel.name))
+        frame = frames.ws_frame(frames.subscription_count(channel.name, count))
         for conn in channel.subscribers:
             conn.push(frame)
         self.observer.subscription_count(state.app, channel.name, count)
@@ -264,6 +246,8 @@ class Hub:
                 exclude_socket_id: str | None = None) -> None:
         delivered = self.deliver(app, channel, event, data, exclude_socket_id)
         self.observer.broadcast(app, channel, delivered)
+        if self.replica is not None:
+            self.replica.published(app, channel, event, data, exclude_socket_id)
 
     def deliver(self, app: App, channel: str, event: str, data: str, exclude_socket_id: str | None) -> int:
         """Local part of a publish: frame once, queue on this node's subscribers, keep cache channels' event."""
@@ -304,6 +288,8 @@ class Hub:
         delivered = self.fan_out(channel.subscribers, frame, conn.socket_id)
         self.observer.client_event(state.app, channel.name, event, data, conn.socket_id, user_id)
         self.observer.broadcast(state.app, channel.name, delivered)
+        if self.replica is not None:
+            self.replica.client_event(state.app.id, channel.name, event, data, user_id, conn.socket_id)
 
     # -- users and watchlists ----------------------------------------------------------------
 
@@ -323,27 +309,35 @@ class Hub:
             self._user_online(state, user_id)
 
     def _watchlist_status(self, state: AppState, conn: Connection) -> None:
-        online = {u for u in conn.watchlist if u in state.users}
-        send_watchlist_status(conn, online)
+        if self.replica is not None:
+            self.replica.watchlist_status(state, conn)
+            return
+        frame = frames.watchlist_status(conn.watchlist, {u for u in conn.watchlist if u in state.users})
+        if frame is not None:
+            conn.send(frame)
 
     def _user_online(self, state: AppState, user_id: str) -> None:
-        self._notify_watchers(state, user_id, "online")
-
-    def _user_offline(self, state: AppState, user_id: str) -> None:
-        self._notify_watchers(state, user_id, "offline")
+        if self.replica is not None:
+            self.replica.user_changed(state.app.id, user_id)
+        else:
+            self.notify_watchers(state, user_id, True)
 
     def _sign_out(self, state: AppState, conn: Connection) -> None:
         user_id = conn.user_id
         assert user_id is not None
-        if self._discard(state.users, user_id, conn):
-            self._user_offline(state, user_id)
+        if not self._discard(state.users, user_id, conn):
+            return
+        if self.replica is not None:
+            self.replica.user_changed(state.app.id, user_id)
+        else:
+            self.notify_watchers(state, user_id, False)
 
-    def _notify_watchers(self, state: AppState, user_id: str, name: str) -> None:
+    @staticmethod
+    def notify_watchers(state: AppState, user_id: str, online: bool) -> None:
         watchers = state.watchers.get(user_id)
         if not watchers:
             return
-        frame = frames.ws_frame(frames.encode_internal(
-            "pusher_internal:watchlist_events", {"events": [{"name": name, "user_ids": [user_id]}]}))
+        frame = frames.ws_frame(frames.watchlist_change(user_id, online))
         for watcher in watchers:
             watcher.push(frame)
 
@@ -360,6 +354,12 @@ class Hub:
         return False
 
     def terminate_user(self, app_id: str, user_id: str) -> int:
+        """Close the user's connections here (4009), and on every other node of a cluster."""
+        if self.replica is not None:
+            self.replica.terminated(app_id, user_id)
+        return self.terminate_local(app_id, user_id)
+
+    def terminate_local(self, app_id: str, user_id: str) -> int:
         state = self.apps.get(app_id)
         conns = list(state.users.get(user_id, {})) if state else []
         for conn in conns:
@@ -415,21 +415,4 @@ class Hub:
                     self._send_count(state, channel, now)
             for name in [n for n, e in state.cache.items() if e.expires_at <= now]:
                 del state.cache[name]
-
-
-def send_watchlist_status(conn: Connection, online: set[str]) -> None:
-    """The current status of a watchlist, as pusher-js reads it right after sign-in."""
-    on = [u for u in conn.watchlist if u in online]
-    off = [u for u in conn.watchlist if u not in online]
-    events = [{"name": n, "user_ids": ids} for n, ids in (("online", on), ("offline", off)) if ids]
-    if events:
-        conn.send(frames.encode_internal("pusher_internal:watchlist_events", {"events": events}))
-
-
-def presence_payload(channel: Channel) -> dict[str, Any]:
-    return {
-        "count": len(channel.members),
-        "ids": list(channel.members),
-        "hash": {uid: m.info for uid, m in channel.members.items()},
-    }
 

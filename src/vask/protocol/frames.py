@@ -79,3 +79,49 @@ def data_object(data: Any) -> dict[str, Any] | None:
         except orjson.JSONDecodeError:
             return None
     return data if isinstance(data, dict) else None
+
+
+# -- the server's protocol frames, built here only (the hub and the cluster replicator both send them) ------
+
+def presence_data(members: dict[str, Any]) -> dict[str, Any]:
+    """The ``presence`` object of subscription_succeeded: user id → user info of every member."""
+    return {"count": len(members), "ids": list(members), "hash": members}
+
+
+def subscription_succeeded(channel: str, members: dict[str, Any] | None = None) -> bytes:
+    """``members`` for a presence channel (user id → info), None for the others."""
+    payload = {} if members is None else {"presence": presence_data(members)}
+    return encode_internal("pusher_internal:subscription_succeeded", payload, channel)
+
+
+def member_added(channel: str, user_id: str, info: Any) -> bytes:
+    payload: dict[str, Any] = {"user_id": user_id}
+    if info is not None:
+        payload["user_info"] = info
+    return encode_internal("pusher_internal:member_added", payload, channel)
+
+
+def member_removed(channel: str, user_id: str) -> bytes:
+    return encode_internal("pusher_internal:member_removed", {"user_id": user_id}, channel)
+
+
+def subscription_count(channel: str, count: int) -> bytes:
+    return encode_internal("pusher_internal:subscription_count", {"subscription_count": count}, channel)
+
+
+def cache_miss(channel: str) -> bytes:
+    return encode_internal("pusher:cache_miss", {}, channel)
+
+
+def watchlist_change(user_id: str, online: bool) -> bytes:
+    events = [{"name": "online" if online else "offline", "user_ids": [user_id]}]
+    return encode_internal("pusher_internal:watchlist_events", {"events": events})
+
+
+def watchlist_status(watchlist: list[str], online: set[str]) -> bytes | None:
+    """The status of a whole watchlist, as pusher-js reads it right after sign-in; None when it is empty."""
+    on = [u for u in watchlist if u in online]
+    off = [u for u in watchlist if u not in online]
+    events = [{"name": n, "user_ids": ids} for n, ids in (("online", on), ("offline", off)) if ids]
+    return encode_internal("pusher_internal:watchlist_events", {"events": events}) if events else None
+

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vask.cluster.hub import ClusterHub
-
 if TYPE_CHECKING:
     from vask.apps.base import AppStore
     from vask.server.node import ServerState
@@ -39,8 +37,7 @@ def not_ready(state: ServerState) -> str | None:
         return "Shutting down"
     if not state.store_health.ok:
         return f"App store unreachable: {state.store_health.problem}"
-    hub = state.hub
-    if isinstance(hub, ClusterHub) and not hub.healthy:
+    if state.cluster is not None and not state.cluster.healthy:
         return "Broker unavailable: this node cannot reach the other nodes"
     return None
 

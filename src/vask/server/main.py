@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING
 from vask import __version__
 from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
-from vask.cluster.hub import ClusterHub
 from vask.config import Settings
 from vask.console import logs
 from vask.console.wiring import Console, open_console
 from vask.core.observer import Observers
-from vask.factory import make_hub, make_usage_counters, open_billing_store, open_store
+from vask.factory import cluster_of, make_hub, make_usage_counters, open_billing_store, open_store
 from vask.masking import mask_url
 from vask.protocol import constants as c
 from vask.server import banner, health, xhr_session
@@ -81,6 +80,7 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None, 
         loop = asyncio.get_running_loop()
         apps = AppCache(store, settings.app_cache_ttl)
         hub = make_hub(settings, apps.by_id)
+        cluster = cluster_of(hub)
         meter = Meter(billing, counters=make_usage_counters(settings, hub),
                       flush_interval=settings.usage_flush_interval,
                       refresh_interval=max(settings.app_cache_ttl, 1.0))
@@ -92,19 +92,19 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None, 
         # A cluster holds channel_vacated/member_removed in the shared store (vask.cluster.debounce), since the
         # return that cancels them may happen on another node; the service must not hold them a second time.
         hook_settings = settings.model_copy(update={"webhook_vacate_delay": 0.0}) \
-            if isinstance(hub, ClusterHub) else settings
+            if cluster is not None else settings
         webhooks = WebhookService(hook_settings, apps=apps)
         await webhooks.start()
         assert isinstance(hub.observer, Observers)
         hub.observer.add(webhooks)
-        console = open_console(settings, hub)  # the debug console's feed and the per-minute stats
+        console = open_console(settings, hub, cluster)  # the debug console's feed and the per-minute stats
         webhooks.sender.console = console.feed
         await console.start()
         state = ServerState(settings, hub, apps, Flusher(loop, lambda: hub), meter=meter,
-                            stats=console.recorder, stats_query=console.query)
-        if isinstance(hub, ClusterHub):
-            await hub.start()
-            print(f"Vask node {hub.node_id} joined the cluster through {mask_url(settings.broker or '')}",
+                            stats=console.recorder, stats_query=console.query, cluster=cluster)
+        if cluster is not None:
+            await cluster.start()
+            print(f"Vask node {cluster.node_id} joined the cluster through {mask_url(settings.broker or '')}",
                   flush=True)
         context = _ssl_context(settings)
         server = await loop.create_server(lambda: HttpProtocol(state), settings.host, settings.port,
@@ -142,8 +142,8 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None, 
         sweeper.cancel()
         watcher.cancel()
         await shutdown(state, server)
-        if isinstance(hub, ClusterHub):
-            await hub.stop()
+        if cluster is not None:
+            await cluster.stop()
         # After the connections closed and the cluster hub flushed: their vacates and removals go out too.
         await webhooks.stop()
     finally:
@@ -183,7 +183,7 @@ async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter, 
         app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats,
                              dataplane=lambda: state.metrics.render(state),
                              open_metrics=not settings.metrics_require_token,
-                             cluster=state.hub.stats if isinstance(state.hub, ClusterHub) else None)
+                             cluster=state.cluster.stats if state.cluster is not None else None)
     else:
         app = web.Application()
     login = None

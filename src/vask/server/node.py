@@ -20,6 +20,7 @@ from vask.server.routes import RateLimits
 
 if TYPE_CHECKING:
     from vask.billing.meter import Meter
+    from vask.cluster.replicator import Replicator
     from vask.console.feed import ConsoleFeed
     from vask.console.stats import StatsQuery, StatsRecorder
     from vask.server.http import HttpProtocol
@@ -72,6 +73,7 @@ class ServerState:
     shutting_down: bool = False
     protocols: set[HttpProtocol] = field(default_factory=set)
     meter: Meter | None = None  # usage and account quotas (vask.billing); None: nothing metered
+    cluster: Replicator | None = None  # this node's part in a cluster (vask.cluster); None: a single node
     http_sessions: dict[str, XhrSession] = field(default_factory=dict)  # pusher-js' HTTP transports, by key/id
     store_health: StoreHealth = field(default_factory=StoreHealth)  # /ready (vask.server.health)
     metrics: DataPlaneMetrics = field(default_factory=DataPlaneMetrics)  # /metrics (vask.server.metrics)

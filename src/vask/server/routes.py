@@ -14,9 +14,7 @@ from urllib.parse import unquote
 import orjson
 
 from vask.apps.base import App
-from vask.cluster.hub import ClusterHub
 from vask.cluster.store import StoreUnavailable
-from vask.cluster.view import needs_view, view_for
 from vask.console.emit import REFUSED_STATUSES, api_messages, http_refused, reason_of
 from vask.protocol import rest
 from vask.server import cors, health
@@ -135,12 +133,13 @@ def _respond(state: ServerState, request: HttpRequest) -> Response | None:
         http_refused(state.hub.console, call.app.id, request.method, path, 429, reason_of(limited.body))
         return limited
     hub = state.hub
-    if isinstance(hub, ClusterHub):
-        if call.broadcasts and not hub.healthy:
+    cluster = state.cluster
+    if cluster is not None:
+        if call.broadcasts and not cluster.healthy:
             # Refused rather than delivered to this node only: the caller can retry without duplicates.
-            hub.stats.publishes_refused += 1
+            cluster.stats.publishes_refused += 1
             return Response.error(503, "Broker unavailable: the event was not published, retry shortly")
-        if needs_view(call):
+        if cluster.needs_view(call):
             return None  # cluster-wide answers are read from the shared store: see respond_async
     response = rest.execute(call, hub)
     if call.broadcasts and hub.console.watching(call.app.id):
@@ -167,9 +166,9 @@ async def _respond_async(state: ServerState, request: HttpRequest) -> Response:
     call = rest.prepare(request.method, request.path, request.query, request.body, time.time(), _CachedApps(state))
     if isinstance(call, rest.RestResponse):
         return _convert(call)
-    assert isinstance(state.hub, ClusterHub)
+    assert state.cluster is not None
     try:
-        view = await view_for(state.hub, call)
+        view = await state.cluster.view_for(call)
     except StoreUnavailable:
         return Response.error(503, "Shared state unavailable: retry shortly")
     return _convert(rest.execute(call, view))
