@@ -12,8 +12,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from helpers import Client, RecordingObserver, World, make_app
+from helpers import KEY, Client, RecordingObserver, World, make_app
 
+from vask.apps.base import App, AppSettings
 from vask.broker.memory import MemoryBroker, MemoryBus
 from vask.cluster.memory import MemorySpace, MemoryStore
 from vask.cluster.replicator import Replicator
@@ -24,6 +25,7 @@ NODE_TIMEOUT = 6.0
 DELAY = 3.0  # webhook_vacate_delay
 ROOM = "presence-room"
 APP = make_app(client_events=True)
+SMALL = App(id="4", key=KEY, secret=APP.secret, settings=AppSettings(max_presence_members=1))
 
 
 class Cluster:
@@ -67,9 +69,10 @@ class Node:
 
     @staticmethod
     async def lookup(app_id: str) -> Any:
-        return APP if app_id == APP.id else None
+        return {APP.id: APP, SMALL.id: SMALL}.get(app_id)
 
-    def connect(self) -> Client:
+    def connect(self, app: App = APP) -> Client:
+        self.world.app = app
         return self.world.connect()
 
     async def crash(self) -> None:
@@ -265,5 +268,40 @@ def test_a_client_event_reaches_the_other_node_but_not_its_sender() -> None:
         await cluster.settle(0.1)
         assert events(receiver, "private-chat") == [("client-hello", {"n": 1})]
         assert events(sender, "private-chat") == []
+
+    cluster_test(body)
+
+
+def test_a_presence_cache_channel_replays_its_last_event_after_succeeded_on_another_node() -> None:
+    async def body(cluster: Cluster) -> None:
+        a, b = await cluster.start("a", "b")
+        a.world.hub.publish(APP, "presence-cache-scores", "score", '{"n":3}')
+        await cluster.settle()
+        late = b.connect()
+        late.join("presence-cache-scores", "zoe")
+        await cluster.settle()
+        got = events(late, "presence-cache-scores")
+        assert [e for e, _ in got] == ["pusher_internal:subscription_succeeded", "score"]
+        assert got[1][1] == '{"n":3}'
+
+    cluster_test(body)
+
+
+def test_a_full_presence_channel_refuses_a_join_on_another_node_as_one_node_does() -> None:
+    async def body(cluster: Cluster) -> None:
+        a, b = await cluster.start("a", "b")
+        first = a.connect(SMALL)
+        first.join(ROOM, "ann")
+        await cluster.settle()
+        second = b.connect(SMALL)
+        second.join(ROOM, "bob")
+        await cluster.settle()
+        frames = second.frames()
+        message = f"Presence channel {ROOM} is full: at most 1 members"
+        assert {"event": "pusher:error", "data": {"code": 4100, "message": message}} in frames
+        refused = [f for f in frames if f["event"] == "pusher:subscription_error"]
+        assert refused and refused[0]["channel"] == ROOM and refused[0]["data"]["status"] == 403
+        assert ROOM not in second.conn.subscriptions
+        assert cluster.hooks("member_added") == [("member_added", SMALL.id, ROOM, "ann")]
 
     cluster_test(body)
