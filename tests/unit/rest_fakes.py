@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from vask.apps.base import App, AppSettings
-from vask.core.api import CachedEvent, ChannelState
+from vask.protocol.api import CachedEvent, ChannelState
 from vask.protocol.rest import (
     RestResponse,
     handle,

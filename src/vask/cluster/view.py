@@ -12,8 +12,8 @@ from typing import Any
 from vask.apps.base import App
 from vask.cluster import sync
 from vask.cluster.store import SharedStore, decode, segment, total, unsegment
-from vask.core.api import CachedEvent, ChannelState
 from vask.core.hub import Hub
+from vask.protocol.api import CachedEvent, ChannelState
 from vask.protocol.channels import channel_type
 from vask.protocol.rest import Operation, RestCall
 

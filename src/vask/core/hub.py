@@ -12,13 +12,13 @@ from typing import Any
 
 from vask.apps.base import App
 from vask.console.feed import ConsoleFeed
-from vask.core.api import CachedEvent, ChannelState
 from vask.core.connection import Connection, Subscription
 from vask.core.observer import Observer, Observers
 from vask.core.replica import Replica
 from vask.core.state import AppState, Cached, Channel, Member
 from vask.protocol import constants as c
 from vask.protocol import frames
+from vask.protocol.api import CachedEvent, ChannelState
 from vask.protocol.channels import channel_type, user_channel_owner
 
 

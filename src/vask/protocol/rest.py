@@ -24,8 +24,8 @@ from urllib.parse import unquote
 import orjson
 
 from vask.apps.base import App
-from vask.core.api import ChannelState, HubApi
 from vask.protocol import constants as c
+from vask.protocol.api import ChannelState, HubApi
 from vask.protocol.channels import NAME_RE, channel_type, name_error
 from vask.protocol.rest_auth import AppPathMismatch, RestAuthError, clip, verify_request
 from vask.protocol.rest_events import (
