@@ -20,8 +20,10 @@ from test_shared_store import Factory, stores_of
 from vask.apps.base import App, new_app
 from vask.broker.memory import MemoryBroker, MemoryBus
 from vask.cluster import debounce, sync
+from vask.cluster import documents as docs
+from vask.cluster.documents import Counts, Presence
 from vask.cluster.replicator import Replicator
-from vask.cluster.store import SharedStore, set_node_count, update
+from vask.cluster.store import SharedStore
 from vask.cluster.worker import channel_transitions
 from vask.core.hub import Hub
 from vask.core.observer import Observer
@@ -77,8 +79,9 @@ async def two_nodes(make: Factory) -> tuple[Node, Node, Seen]:
     return Node("one", await make(), seen), Node("two", await make(), seen), seen
 
 
-async def count(node: Node, n: int) -> tuple[Any, Any]:
-    return await update(node.store, sync.channel_key(APP.id, CHANNEL), set_node_count(node.node_id, n))
+async def count(node: Node, n: int) -> tuple[Counts | None, Counts | None]:
+    return await docs.update(node.store, sync.channel_key(APP.id, CHANNEL), Counts,
+                             docs.set_node_count(node.node_id, n))
 
 
 async def test_a_return_between_the_departures_count_and_its_hold_reports_nothing(make: Factory) -> None:
@@ -128,7 +131,8 @@ async def test_a_dead_nodes_held_member_removed_is_sent_by_whoever_cleans_up(mak
     assert seen.events == [("member_removed", "u1")]
     # node one marks u2's departure but dies before its presence entry goes: the clean-up's own transition
     # will report it, so the marker is dropped without a webhook
-    await update(one.store, sync.presence_key(APP.id, CHANNEL), sync.set_presence("one", {"u2": (1, None)}, 100, set()))
+    await docs.update(one.store, sync.presence_key(APP.id, CHANNEL), Presence,
+                      docs.set_presence("one", {"u2": (1, None)}, 100, set()))
     await debounce.mark(one, APP.id, CHANNEL, "u2")
     key = debounce.marker_key(APP.id, CHANNEL, "u2")
     await debounce.release_abandoned(two, "one")

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import Any
 
 from vask.apps.base import App
+from vask.cluster import documents as docs
 from vask.cluster import sync
+from vask.cluster.documents import Counts, Marker, Markers, Presence
 from vask.cluster.node import Node
-from vask.cluster.store import StoreUnavailable, decode, segment, total, update
+from vask.cluster.store import StoreUnavailable, segment
 
 GRACE = 2.0  # seconds a marker outlives its delay before it is treated as abandoned
 
@@ -41,10 +42,10 @@ def _emit(node: Node, app: App, channel: str, user_id: str | None) -> None:
         node.hub.observer.member_removed(app, channel, user_id)
 
 
-def _held(node: Node, doc: dict[str, Any] | None) -> dict[str, Any]:
+def _held(node: Node, doc: Markers | None) -> dict[str, Marker]:
     """node → marker, of the markers in ``doc`` not yet abandoned."""
     limit = node.wall() - node.vacate_delay - GRACE
-    return {n: e for n, e in (doc or {}).get("d", {}).items() if float(e.get("t", 0)) > limit}
+    return {n: m for n, m in (doc.held if doc else {}).items() if m.at > limit}
 
 
 async def mark(node: Node, app_id: str, channel: str, user_id: str | None = None) -> str | None:
@@ -53,12 +54,12 @@ async def mark(node: Node, app_id: str, channel: str, user_id: str | None = None
     if node.vacate_delay <= 0 or node.quiet:
         return None
     token = secrets.token_hex(8)
-    entry = {"t": node.wall(), "tok": token, "a": app_id, "c": channel, "u": user_id}
+    entry = Marker(node.wall(), token, app_id, channel, user_id)
 
-    def add(doc: dict[str, Any] | None) -> dict[str, Any]:
-        return {"d": {**_held(node, doc), node.node_id: entry}}
+    def add(doc: Markers | None) -> Markers:
+        return Markers({**_held(node, doc), node.node_id: entry})
 
-    await update(node.store, marker_key(app_id, channel, user_id), add)
+    await docs.update(node.store, marker_key(app_id, channel, user_id), Markers, add)
     return token
 
 
@@ -100,12 +101,12 @@ async def returned(node: Node, app_id: str, channel: str, user_id: str | None = 
         return False
     taken = False
 
-    def take_all(doc: dict[str, Any] | None) -> None:
+    def take_all(doc: Markers | None) -> None:
         nonlocal taken
         taken = bool(_held(node, doc))
         return None
 
-    await update(node.store, marker_key(app_id, channel, user_id), take_all)
+    await docs.update(node.store, marker_key(app_id, channel, user_id), Markers, take_all)
     return taken
 
 
@@ -113,14 +114,14 @@ async def _take(node: Node, key: str, owner: str, token: str | None) -> bool:
     """Delete ``owner``'s marker at ``key`` (only the one with ``token``, unless None); True when it was there."""
     taken = False
 
-    def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    def change(doc: Markers | None) -> Markers | None:
         nonlocal taken
-        entry = (doc or {}).get("d", {}).get(owner)
-        taken = entry is not None and (token is None or entry.get("tok") == token)
-        kept = {n: e for n, e in _held(node, doc).items() if not (taken and n == owner)}
-        return {"d": kept} if kept else None
+        entry = doc.held.get(owner) if doc else None
+        taken = entry is not None and (token is None or entry.token == token)
+        kept = {n: m for n, m in _held(node, doc).items() if not (taken and n == owner)}
+        return Markers(kept) if kept else None
 
-    await update(node.store, key, change)
+    await docs.update(node.store, key, Markers, change)
     return taken
 
 
@@ -132,17 +133,16 @@ async def release_abandoned(node: Node, dead_node: str) -> None:
     transition reports the departure once.
     """
     for key in await node.store.keys("pv.") + await node.store.keys("pm."):
-        raw, _ = await node.store.get(key)
-        entry = (decode(raw) or {}).get("d", {}).get(dead_node)
+        markers = await docs.get(node.store, Markers, key)
+        entry = markers.held.get(dead_node) if markers else None
         if entry is None or not await _take(node, key, dead_node, None):
             continue
-        app_id, channel, user_id = str(entry["a"]), str(entry["c"]), entry.get("u")
-        if user_id is None:
-            raw, _ = await node.store.get(sync.channel_key(app_id, channel))
-            gone = total(decode(raw)) == 0
+        if entry.user_id is None:
+            counts = await docs.get(node.store, Counts, sync.channel_key(entry.app_id, entry.channel))
+            gone = counts is None or counts.total == 0
         else:
-            raw, _ = await node.store.get(sync.presence_key(app_id, channel))
-            gone = user_id not in sync.members(decode(raw))
-        app = await node.app_by_id(app_id)
+            members = await docs.get(node.store, Presence, sync.presence_key(entry.app_id, entry.channel))
+            gone = members is None or entry.user_id not in members.members
+        app = await node.app_by_id(entry.app_id)
         if gone and app is not None:
-            _emit(node, app, channel, user_id)
+            _emit(node, app, entry.channel, entry.user_id)

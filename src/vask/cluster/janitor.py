@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
 
 from vask.cluster import apply, debounce, sync
+from vask.cluster import documents as docs
 from vask.cluster import envelopes as env
+from vask.cluster.documents import Counts, Epoch, Presence, Registry
 from vask.cluster.node import Node
-from vask.cluster.store import StoreUnavailable, decode, unsegment, update
+from vask.cluster.store import StoreUnavailable, unsegment
 from vask.cluster.sync import Dirty, Kind
 from vask.cluster.worker import channel_transitions, user_transitions
 
@@ -65,8 +66,8 @@ async def heartbeat_loop(node: Node) -> None:
 
 async def check_epoch(node: Node) -> None:
     """Notice a store that lost its data (a Redis restart without persistence) and re-publish our state."""
-    _, after = await update(node.store, "epoch", lambda doc: doc or {"id": secrets.token_hex(8)})
-    epoch = after["id"] if after else ""
+    _, after = await docs.update(node.store, "epoch", Epoch, lambda doc: doc or Epoch(secrets.token_hex(8)))
+    epoch = after.id if after else ""
     if node.epoch and epoch != node.epoch:
         log.warning("the shared store lost its state; re-publishing this node's state")
         node.quiet = True  # what we re-publish already happened: no webhooks for it
@@ -89,24 +90,24 @@ async def reap_dead_nodes(node: Node) -> None:
 
 async def clean_node(node: Node, dead: str) -> None:
     await debounce.release_abandoned(node, dead)  # first: it tells held departures from unfinished ones
-    raw, _ = await node.store.get(sync.registry_key(dead))
-    for key in (decode(raw) or {}).get("keys", []):
-        before, after = await update(node.store, key, sync.drop_node(dead))
+    registry = await docs.get(node.store, Registry, sync.registry_key(dead))
+    for key in registry.keys if registry else ():
         kind, app_part, rest = key.split(".", 2) if key.count(".") >= 2 else (*key.split(".", 1), "")
-        if kind not in (Kind.CHANNEL, Kind.USER, Kind.PRESENCE):
+        if kind == Kind.PRESENCE:
+            was, now = await docs.update(node.store, key, Presence, docs.drop_node_members(dead))
+            await presence_removals(node, unsegment(app_part), unsegment(rest), was, now)
             continue
-        app_id, name = unsegment(app_part), unsegment(rest)
+        before, after = await docs.update(node.store, key, Counts, docs.drop_node_counts(dead))
         if kind == Kind.CHANNEL:
-            await channel_transitions(node, app_id, name, before, after)
+            await channel_transitions(node, unsegment(app_part), unsegment(rest), before, after)
         elif kind == Kind.USER:
-            await user_transitions(node, app_id, name, before, after)
-        else:
-            await presence_removals(node, app_id, name, before, after)
-    await update(node.store, sync.registry_key(dead), lambda doc: None)
+            await user_transitions(node, unsegment(app_part), unsegment(rest), before, after)
+    await docs.update(node.store, sync.registry_key(dead), Registry, lambda doc: None)
 
 
-async def presence_removals(node: Node, app_id: str, name: str, before: Any, after: Any) -> None:
-    old, new = sync.members(before), sync.members(after)
+async def presence_removals(node: Node, app_id: str, name: str, before: Presence | None,
+                            after: Presence | None) -> None:
+    old, new = before.infos() if before else {}, after.infos() if after else {}
     state = node.hub.apps.get(app_id)
     app = await node.app_by_id(app_id)
     if app is None:

@@ -18,16 +18,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-import orjson
-
 from vask import tasks
 from vask.apps.base import App
 from vask.broker.base import Broker, BrokerUnavailable
 from vask.cluster import apply, janitor, worker
+from vask.cluster import documents as docs
 from vask.cluster import envelopes as env
+from vask.cluster.documents import CacheEntry
 from vask.cluster.node import AccountCounter
 from vask.cluster.stats import ClusterStats
-from vask.cluster.store import SharedStore, StoreUnavailable, decode
+from vask.cluster.store import SharedStore, StoreUnavailable
 from vask.cluster.sync import Dirty, Kind, channel_key, user_key
 from vask.cluster.view import ClusterView, needs_view, view_for
 from vask.core.connection import Connection
@@ -143,7 +143,7 @@ class Replicator:
         return needs_view(call)
 
     async def view_for(self, call: RestCall) -> ClusterView:
-        return await view_for(self.store, self.hub, call)
+        return await view_for(self.store, self.hub, call, self.wall)
 
     # -- envelopes ---------------------------------------------------------------------------
 
@@ -233,28 +233,26 @@ class Replicator:
 
     async def _replay_shared_cache(self, state: AppState, conn: Connection, name: str) -> None:
         # This node may have started after the event was published: the cache lives in the store too.
-        raw = None
+        cached = None
+        key = channel_key(state.app.id, name)
         with contextlib.suppress(StoreUnavailable):
-            raw = await self.store.get_expiring("cache", channel_key(state.app.id, name))
-        if conn.closing:
-            return
-        cached = decode(raw)
+            cached = docs.load(CacheEntry, await self.store.get_expiring("cache", key), key)
         sub = conn.subscriptions.get(name)
-        if sub is None:
-            return  # unsubscribed meanwhile
-        if cached is None or float(cached.get("exp", 0)) <= self.wall():
+        if conn.closing or sub is None:
+            return  # gone, or unsubscribed meanwhile
+        if cached is None or cached.expires <= self.wall():
             if sub.cache_id is None:  # unless an event arrived meanwhile: then there is no miss to report
                 conn.send(frames.cache_miss(name))
                 self.hub.observer.cache_miss(state.app, name)
-        elif sub.cache_id != cached.get("id"):
-            sub.cache_id = str(cached.get("id"))
-            conn.send(frames.encode(str(cached.get("event")), str(cached.get("data")), name))
+        elif sub.cache_id != cached.event_id:
+            sub.cache_id = cached.event_id
+            conn.send(frames.encode(cached.event, cached.data, name))
 
     def _store_cache(self, app_id: str, channel: str, event: str, data: str, event_id: str) -> None:
         async def put() -> None:
             with contextlib.suppress(StoreUnavailable):
-                await self.store.put_expiring("cache", channel_key(app_id, channel), orjson.dumps(
-                    {"event": event, "data": data, "exp": self.wall() + c.CACHE_TTL, "id": event_id}))
+                entry = CacheEntry(event, data, self.wall() + c.CACHE_TTL, event_id)
+                await self.store.put_expiring("cache", channel_key(app_id, channel), docs.dump(entry))
         self.spawn(put(), "cache-store")
 
     # -- the worker --------------------------------------------------------------------------

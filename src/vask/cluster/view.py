@@ -6,12 +6,13 @@ whose publish and terminate go to the hub (which tells the other nodes).
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from collections.abc import Callable
 
 from vask.apps.base import App
+from vask.cluster import documents as docs
 from vask.cluster import sync
-from vask.cluster.store import SharedStore, decode, segment, total, unsegment
+from vask.cluster.documents import CacheEntry, Counts, Presence
+from vask.cluster.store import SharedStore, segment, unsegment
 from vask.core.hub import Hub
 from vask.protocol.api import CachedEvent, ChannelState
 from vask.protocol.channels import channel_type
@@ -46,7 +47,7 @@ def needs_view(call: RestCall) -> bool:
     return any(event.info for event in call.events)
 
 
-async def view_for(store: SharedStore, hub: Hub, call: RestCall) -> ClusterView:
+async def view_for(store: SharedStore, hub: Hub, call: RestCall, wall: Callable[[], float]) -> ClusterView:
     app_id = call.app.id
     if call.operation is Operation.CHANNELS:
         names = [unsegment(key.split(".", 2)[2]) for key in await store.keys(f"ch.{segment(app_id)}.")]
@@ -57,19 +58,23 @@ async def view_for(store: SharedStore, hub: Hub, call: RestCall) -> ClusterView:
         names = sorted({name for event in call.events for name in event.channels})
     counts = await store.get_many([sync.channel_key(app_id, name) for name in names])
     presence = [name for name in names if channel_type(name).is_presence]
-    member_docs = await store.get_many([sync.presence_key(app_id, name) for name in presence])
-    members = {name: list(sync.members(decode(raw))) for name, raw in zip(presence, member_docs, strict=True)}
-    caches: dict[str, Any] = {}
+    keys = [sync.presence_key(app_id, name) for name in presence]
+    member_docs = await store.get_many(keys)
+    members: dict[str, list[str]] = {}
+    for name, key, raw in zip(presence, keys, member_docs, strict=True):
+        found = docs.load(Presence, raw, key)
+        members[name] = list(found.members) if found else []
+    caches: dict[str, CachedEvent] = {}
     if call.operation is Operation.CHANNEL and channel_type(call.channel).cache:
-        raw = await store.get_expiring("cache", sync.channel_key(app_id, call.channel))
-        cached = decode(raw)  # bytes from the store: frames.data_object would give None
-        if cached:
-            ttl = int(float(cached.get("exp", 0)) - time.time())
-            if ttl > 0:
-                caches[call.channel] = CachedEvent(str(cached.get("event")), str(cached.get("data")), ttl)
+        key = sync.channel_key(app_id, call.channel)
+        cached = docs.load(CacheEntry, await store.get_expiring("cache", key), key)
+        ttl = int(cached.expires - wall()) if cached else 0
+        if cached and ttl > 0:
+            caches[call.channel] = CachedEvent(cached.event, cached.data, ttl)
     states = {}
     for name, raw in zip(names, counts, strict=True):
-        subscriptions = total(decode(raw))
+        found_counts = docs.load(Counts, raw, sync.channel_key(app_id, name))
+        subscriptions = found_counts.total if found_counts else 0
         states[name] = ChannelState(subscriptions > 0, subscriptions, len(members.get(name, [])),
                                     caches.get(name))
     return ClusterView(hub, states, members)

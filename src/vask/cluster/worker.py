@@ -7,9 +7,10 @@ from typing import Any
 
 from vask.apps.base import App
 from vask.cluster import apply, debounce, sync
+from vask.cluster import documents as docs
 from vask.cluster import envelopes as env
+from vask.cluster.documents import Counts, Presence, Registry
 from vask.cluster.node import Node
-from vask.cluster.store import set_node_count, total, update, version
 from vask.cluster.sync import Dirty, Kind
 from vask.core import session
 from vask.core.connection import Connection
@@ -25,17 +26,17 @@ async def sync_batch(node: Node, batch: dict[str, Dirty]) -> None:
 async def _register(node: Node, key: str, present: bool) -> None:
     """Keep this node's registry (what to undo if it dies) a superset of the keys it has entries in."""
     if present and key not in node.registered:
-        await update(node.store, sync.registry_key(node.node_id), sync.register(key))
+        await docs.update(node.store, sync.registry_key(node.node_id), Registry, docs.register(key))
         node.registered.add(key)
     elif not present and key in node.registered:
         node.registered.discard(key)
-        await update(node.store, sync.registry_key(node.node_id), sync.unregister(key))
+        await docs.update(node.store, sync.registry_key(node.node_id), Registry, docs.unregister(key))
 
 
-async def _set_count(node: Node, key: str, count: int) -> tuple[Any, Any]:
+async def _set_count(node: Node, key: str, count: int) -> tuple[Counts | None, Counts | None]:
     """Write this node's count; the document before and after. The key is registered while it counts."""
     await _register(node, key, count > 0)
-    before, after = await update(node.store, key, set_node_count(node.node_id, count))
+    before, after = await docs.update(node.store, key, Counts, docs.set_node_count(node.node_id, count))
     if count == 0:
         await _register(node, key, False)
     return before, after
@@ -61,18 +62,22 @@ async def sync_key(node: Node, key: str, item: Dirty) -> None:
         counter = node.account_counter
         count = counter.local_connections(app_id) if counter is not None else 0
         _, after = await _set_count(node, key, count)
-        node.account_totals[app_id] = total(after) - count
+        node.account_totals[app_id] = _total(after) - count
     else:
         count = len(state.connections) if state else 0
         _, after = await _set_count(node, key, count)
         # Other nodes' share; this node's own count is always read live.
-        node.app_totals[app_id] = total(after) - count
+        node.app_totals[app_id] = _total(after) - count
 
 
-async def channel_transitions(node: Node, app_id: str, name: str, before: Any, after: Any,
+def _total(doc: Counts | None) -> int:
+    return doc.total if doc else 0
+
+
+async def channel_transitions(node: Node, app_id: str, name: str, before: Counts | None, after: Counts | None,
                               token: str | None = None) -> None:
     """Webhooks and counts for one count update; ``token``: this node's vacate marker, if it wrote one."""
-    was, now = total(before), total(after)
+    was, now = _total(before), _total(after)
     changed = was != now and not node.quiet
     app = await node.app_by_id(app_id) if changed or token is not None else None
     if token is not None or (changed and now == 0):
@@ -82,7 +87,7 @@ async def channel_transitions(node: Node, app_id: str, name: str, before: Any, a
     if was == 0 and not await debounce.returned(node, app_id, name):
         node.hub.observer.channel_occupied(app, name)
     if now > 0 and app.settings.subscription_count_events and not name.startswith(("presence-",)):
-        seq = version(after)
+        seq = after.seq if after else 0
         node.announce(app_id, env.Count(name, now, seq))
         state = node.hub.apps.get(app_id)
         if state is not None:
@@ -90,8 +95,9 @@ async def channel_transitions(node: Node, app_id: str, name: str, before: Any, a
         node.hub.observer.subscription_count(app, name, now)
 
 
-async def user_transitions(node: Node, app_id: str, user_id: str, before: Any, after: Any) -> None:
-    was, now = total(before) > 0, total(after) > 0
+async def user_transitions(node: Node, app_id: str, user_id: str, before: Counts | None,
+                           after: Counts | None) -> None:
+    was, now = _total(before) > 0, _total(after) > 0
     if was == now or node.quiet:
         return
     node.announce(app_id, env.Watch(user_id, now))
@@ -112,7 +118,8 @@ async def sync_presence(node: Node, key: str, app_id: str, name: str) -> None:
     tokens = dict(zip(leaving, await asyncio.gather(*(debounce.mark(node, app_id, name, u) for u in leaving)),
                       strict=True))
     await _register(node, key, bool(local))
-    before, after = await update(node.store, key, sync.set_presence(node.node_id, local, limit, refused))
+    before, after = await docs.update(node.store, key, Presence,
+                                      docs.set_presence(node.node_id, local, limit, refused))
     written = local.keys() - refused
     if written:
         node.synced_members[key] = set(written)
@@ -120,7 +127,7 @@ async def sync_presence(node: Node, key: str, app_id: str, name: str) -> None:
         node.synced_members.pop(key, None)
     if not local:
         await _register(node, key, False)
-    old, new = sync.members(before), sync.members(after)
+    old, new = before.infos() if before else {}, after.infos() if after else {}
     app = await node.app_by_id(app_id)
     await _presence_transitions(node, app, app_id, name, old, new, tokens)
     if state is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from vask.cluster import documents as docs
 from vask.cluster import sync
+from vask.cluster.documents import Counts
 from vask.cluster.node import Node
-from vask.cluster.store import StoreUnavailable, decode, node_counts, segment
+from vask.cluster.store import StoreUnavailable, segment
 
 
 async def cluster_live(cluster: Node, app_id: str, local: int, channels: int) -> dict[str, Any]:
@@ -15,8 +17,8 @@ async def cluster_live(cluster: Node, app_id: str, local: int, channels: int) ->
     region each node states in its heartbeat), and the channels occupied on any node. When the shared store
     is unreachable: this node's own counts, with ``partial`` set."""
     try:
-        raw, _ = await cluster.store.get(sync.connections_key(app_id))
-        by_node = {node: n for node, n in node_counts(decode(raw)).items() if n > 0}
+        counts = await docs.get(cluster.store, Counts, sync.connections_key(app_id))
+        by_node = {node: n for node, n in (counts.nodes if counts else {}).items() if n > 0}
         by_node.pop(cluster.node_id, None)
         if local:
             by_node[cluster.node_id] = local
