@@ -27,8 +27,9 @@ from vask.server.appcache import AppStoreUnavailable
 from vask.server.handshake import close_reason, fast_handshake, reset
 from vask.server.node import ServerState
 from vask.server.proxies import client_address, peer_of
-from vask.server.routes import Response, respond, respond_async
+from vask.server.routes import Deferred, Response, respond, respond_async
 from vask.server.xhr_session import Receiver
+from vask.tasks import spawn
 
 log = logging.getLogger("vask.http")
 
@@ -203,24 +204,24 @@ class HttpProtocol(asyncio.Protocol):
                 self._write_response(response, request.keep_alive)
                 continue
             try:
-                response = respond(self.state, request)
+                answer = respond(self.state, request)
             except Exception:  # a bug must cost one request, not the connection or the process
                 log.exception("error answering %s %s", request.method, request.path)
-                response = Response.error(500, "Internal server error")
-            if response is None:  # the app is not in the cache: look it up, then carry on in order
+                answer = Response.error(500, "Internal server error")
+            if not isinstance(answer, Response):  # an app to load or a cluster view to read first
                 self.busy = True
                 self.transport.pause_reading()
-                self.loop.create_task(self._finish_async(request))
+                spawn(self._finish_async(request, answer), f"answer {request.method} {request.path[:80]}")
                 return
             del self.queue[0]
-            self._answered(request, response)
+            self._answered(request, answer)
         if not self.queue and self.transport is not None and not self.transport.is_closing():
             self._arm(self.state.settings.http_idle_timeout)
             self._wait_request()
 
-    async def _finish_async(self, request: HttpRequest) -> None:
+    async def _finish_async(self, request: HttpRequest, deferred: Deferred) -> None:
         try:
-            response = await respond_async(self.state, request)
+            response = await respond_async(self.state, request, deferred)
         except Exception:
             log.exception("error answering %s %s", request.method, request.path)
             response = Response.error(500, "Internal server error")
@@ -335,7 +336,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.opening = True
             self.transport.pause_reading()
-            self.loop.create_task(self._open_async(key, origin))
+            spawn(self._open_async(key, origin), f"open a WebSocket for app key {key[:40]}")
 
     async def _open_async(self, key: str, origin: str | None) -> None:
         try:

@@ -86,8 +86,26 @@ def _warm(state: ServerState, request: HttpRequest) -> bool:
         key is None or state.apps.cached_by_key(key)[0])
 
 
-def respond(state: ServerState, request: HttpRequest) -> Response | None:
-    """The response, or None when an app must first be loaded from the store (see ``respond_async``)."""
+@dataclass(frozen=True, slots=True)
+class LoadApps:
+    """The request's apps are not cached: load them, then check the request."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsView:
+    """A call already prepared, verified and charged, whose answer needs the cluster's shared state."""
+
+    call: rest.RestCall
+
+
+# What ``respond`` leaves to ``respond_async``, which goes on from it and never starts over: each request is
+# prepared, quota-checked and charged once.
+Deferred = LoadApps | NeedsView
+LOAD_APPS = LoadApps()
+
+
+def respond(state: ServerState, request: HttpRequest) -> Response | Deferred:
+    """The response, or what must be awaited first: hand it to ``respond_async``."""
     origins = cors.allowed_origins(state.settings.cors_origins)
     if not origins:
         return _respond(state, request)
@@ -95,11 +113,11 @@ def respond(state: ServerState, request: HttpRequest) -> Response | None:
     if allowed is not None:
         return Response(204, b"", "text/plain; charset=utf-8", allowed)
     response = _respond(state, request)
-    return None if response is None else _with_cors(origins, request, response)
+    return _with_cors(origins, request, response) if isinstance(response, Response) else response
 
 
-async def respond_async(state: ServerState, request: HttpRequest) -> Response:
-    response = await _respond_async(state, request)
+async def respond_async(state: ServerState, request: HttpRequest, deferred: Deferred) -> Response:
+    response = await _respond_async(state, request, deferred)
     origins = cors.allowed_origins(state.settings.cors_origins)
     return _with_cors(origins, request, response) if origins else response
 
@@ -109,12 +127,18 @@ def _with_cors(origins: frozenset[str], request: HttpRequest, response: Response
     return dataclasses.replace(response, headers=response.headers + extra) if extra else response
 
 
-def _respond(state: ServerState, request: HttpRequest) -> Response | None:
+def _respond(state: ServerState, request: HttpRequest) -> Response | Deferred:
     path = request.path
     if request.method in ("GET", "HEAD") and path in HEALTH_PATHS:
         return _health(state, path)
     if not _warm(state, request):
-        return None
+        return LOAD_APPS
+    return _checked(state, request)
+
+
+def _checked(state: ServerState, request: HttpRequest) -> Response | NeedsView:
+    """Prepare, check the quota, charge the rate limit, then run the call or hand it on for a cluster view."""
+    path = request.path
     call = rest.prepare(request.method, path, request.query, request.body, time.time(), _CachedApps(state))
     if isinstance(call, rest.RestResponse):
         if call.status in REFUSED_STATUSES:
@@ -132,7 +156,6 @@ def _respond(state: ServerState, request: HttpRequest) -> Response | None:
     if limited is not None:
         http_refused(state.hub.console, call.app.id, request.method, path, 429, reason_of(limited.body))
         return limited
-    hub = state.hub
     cluster = state.cluster
     if cluster is not None:
         if call.broadcasts and not cluster.healthy:
@@ -140,38 +163,40 @@ def _respond(state: ServerState, request: HttpRequest) -> Response | None:
             cluster.stats.publishes_refused += 1
             return Response.error(503, "Broker unavailable: the event was not published, retry shortly")
         if cluster.needs_view(call):
-            return None  # cluster-wide answers are read from the shared store: see respond_async
-    response = rest.execute(call, hub)
-    if call.broadcasts and hub.console.watching(call.app.id):
-        api_messages(hub.console, call)
-    return _convert(response)
+            return NeedsView(call)  # cluster-wide answers are read from the shared store: see respond_async
+    return _executed(state, call, rest.execute(call, state.hub))
 
 
-async def _respond_async(state: ServerState, request: HttpRequest) -> Response:
-    app_id, key = _needed(request)
-    try:
-        if app_id is not None:
-            await state.apps.by_id(app_id)
-        if key is not None:
-            await state.apps.by_key(key)
-    except AppStoreUnavailable:
-        return Response.error(503, "App store unavailable: retry shortly")
-    if not _warm(state, request):
-        # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
-        return Response.error(503, "App store too slow, retry")
-    response = _respond(state, request)
-    if response is not None:
-        return response
-    # A cluster node: run the call against a view of the shared state.
-    call = rest.prepare(request.method, request.path, request.query, request.body, time.time(), _CachedApps(state))
-    if isinstance(call, rest.RestResponse):
-        return _convert(call)
+async def _respond_async(state: ServerState, request: HttpRequest, deferred: Deferred) -> Response:
+    if isinstance(deferred, LoadApps):
+        app_id, key = _needed(request)
+        try:
+            if app_id is not None:
+                await state.apps.by_id(app_id)
+            if key is not None:
+                await state.apps.by_key(key)
+        except AppStoreUnavailable:
+            return Response.error(503, "App store unavailable: retry shortly")
+        if not _warm(state, request):
+            # The cache entries were just filled; a miss here means the TTL is shorter than a store round trip.
+            return Response.error(503, "App store too slow, retry")
+        checked = _checked(state, request)
+        if isinstance(checked, Response):
+            return checked
+        deferred = checked
+    # A cluster node: the checked call runs against a view of the shared state.
     assert state.cluster is not None
     try:
-        view = await state.cluster.view_for(call)
+        view = await state.cluster.view_for(deferred.call)
     except StoreUnavailable:
         return Response.error(503, "Shared state unavailable: retry shortly")
-    return _convert(rest.execute(call, view))
+    return _executed(state, deferred.call, rest.execute(deferred.call, view))
+
+
+def _executed(state: ServerState, call: rest.RestCall, response: rest.RestResponse) -> Response:
+    if call.broadcasts and state.hub.console.watching(call.app.id):
+        api_messages(state.hub.console, call)
+    return _convert(response)
 
 
 def _convert(response: rest.RestResponse) -> Response:

@@ -17,6 +17,7 @@ from vask.protocol import frames, sockjs
 from vask.server import websocket
 from vask.server.routes import Response
 from vask.server.xhr_session import STREAM_TYPE, Receiver, XhrSession
+from vask.tasks import spawn
 
 if TYPE_CHECKING:
     from vask.server.http import HttpProtocol, HttpRequest
@@ -76,7 +77,7 @@ def handle(proto: HttpProtocol, request: HttpRequest) -> Response | None:
     if hit:
         return _open(proto, request, session_key, app, streaming, cors)
     proto.hold()
-    proto.loop.create_task(_open_later(proto, request, target, session_key, streaming, cors))
+    spawn(_open_later(proto, request, target, session_key, streaming, cors), f"open HTTP session {session_key[:80]}")
     return None
 
 
