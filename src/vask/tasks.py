@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any
 
 log = logging.getLogger("vask.tasks")
@@ -17,9 +17,10 @@ log = logging.getLogger("vask.tasks")
 _running: set[asyncio.Task[Any]] = set()
 
 
-def spawn(work: Coroutine[Any, Any, Any], name: str, keep: set[asyncio.Task[Any]] | None = None) -> asyncio.Task[Any]:
+def spawn(work: Awaitable[Any], name: str, keep: set[asyncio.Task[Any]] | None = None) -> asyncio.Task[Any]:
     """Run ``work`` in the background; ``keep`` (default: a module-wide set) holds it until it is done."""
-    task = asyncio.get_running_loop().create_task(work, name=name)
+    task = asyncio.ensure_future(work)
+    task.set_name(name)
     held = _running if keep is None else keep
     held.add(task)
     task.add_done_callback(held.discard)

@@ -69,7 +69,7 @@ def test_decode_never_raises_on_bytes(raw: bytes) -> None:
 
 
 @given(st.dictionaries(st.sampled_from(["v", "k", "o", "a", "b", "q", "c", "e", "d", "x", "i", "u", "n", "s", "on"]),
-                       st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),
+                       st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=5),
                                  st.sampled_from(["pub", "cli", "ma", "mr", "cnt", "w", "term"]))))
 def test_decode_never_raises_on_objects(message: dict[str, object]) -> None:
     decoded = env.decode(orjson.dumps(message))

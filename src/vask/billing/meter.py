@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from vask import tasks
 from vask.apps.base import App
 from vask.billing.base import AccountMonth, AppUsage, BillingStore, UsageBatch
 from vask.billing.counters import LocalUsageCounters, UsageCounters
@@ -291,7 +292,7 @@ class Meter(Observer):
     async def start(self) -> None:
         """Load the store's state, then flush every ``flush_interval`` seconds until ``stop``."""
         self._loaded(await asyncio.to_thread(self._read_state))
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = tasks.spawn(self._run(), "usage-flush")
 
     async def _run(self) -> None:
         while True:

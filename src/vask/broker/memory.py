@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import ClassVar
 
+from vask import tasks
 from vask.broker.base import BrokerUnavailable, Receiver, Reconnected
 
 log = logging.getLogger("vask.broker")
@@ -124,6 +125,4 @@ class MemoryBroker:
     def _back(self) -> None:
         self.healthy = True
         if self._reconnected is not None:
-            task = asyncio.ensure_future(self._reconnected())
-            self.background.add(task)  # the loop holds tasks only weakly
-            task.add_done_callback(self.background.discard)
+            tasks.spawn(self._reconnected(), "memory-reconnected", self.background)

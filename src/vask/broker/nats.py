@@ -16,6 +16,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from vask import tasks
 from vask.broker.base import BrokerUnavailable, Receiver, Reconnected
 
 log = logging.getLogger("vask.broker")
@@ -72,7 +73,7 @@ class NatsBroker:
     async def start(self, receive: Receiver, reconnected: Reconnected) -> None:
         self._receive = receive
         self._reconnected = reconnected
-        self.task = asyncio.create_task(self._connect())
+        self.task = tasks.spawn(self._connect(), "nats-connect")
         with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
             await asyncio.wait_for(asyncio.shield(self.task), START_WAIT)
         if not self.healthy:
@@ -128,9 +129,7 @@ class NatsBroker:
     def _spawn_reconnected(self) -> None:
         if self._reconnected is None:
             return
-        task = asyncio.ensure_future(self._reconnected())
-        self.background.add(task)  # the loop holds tasks only weakly
-        task.add_done_callback(self.background.discard)
+        tasks.spawn(self._reconnected(), "nats-reconnected", self.background)
 
     async def publish(self, payload: bytes) -> None:
         if not self.nc.is_connected:

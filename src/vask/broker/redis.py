@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
+from vask import tasks
 from vask.broker.base import BrokerUnavailable, Receiver, Reconnected
 
 log = logging.getLogger("vask.broker")
@@ -59,7 +60,7 @@ class RedisBroker:
         self.ready = asyncio.Event()
 
     async def start(self, receive: Receiver, reconnected: Reconnected) -> None:
-        self.task = asyncio.create_task(self._listen(receive, reconnected))
+        self.task = tasks.spawn(self._listen(receive, reconnected), "redis-listen")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), 5)
         if not self.healthy:

@@ -29,6 +29,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from vask import tasks
 from vask.broker.nats import QuietErrors, connect_options
 from vask.cluster.store import StoreUnavailable
 
@@ -90,7 +91,7 @@ class NatsStore:
     # -- connection and buckets --------------------------------------------------------------
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self._connect())
+        self.task = tasks.spawn(self._connect(), "nats-store-connect")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), START_WAIT)
         if not self.ready.is_set():
@@ -121,7 +122,7 @@ class NatsStore:
 
     def _ensure_soon(self) -> None:
         if self.ensuring is None or self.ensuring.done():
-            self.ensuring = asyncio.create_task(self._ensure_loop())
+            self.ensuring = tasks.spawn(self._ensure_loop(), "nats-store-buckets")
 
     async def _ensure_loop(self) -> None:
         while True:

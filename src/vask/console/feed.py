@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from vask import tasks
 from vask.broker.base import Broker, BrokerUnavailable
 from vask.console.events import ConsoleEvent
 from vask.console.filters import ConsoleFilter
@@ -177,7 +178,7 @@ class ConsoleFeed:
         if self.broker is None:
             return
         await self.broker.start(self.receive, self._reconnected)
-        self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._watch_loop())]
+        self._tasks = [tasks.spawn(self._send_loop(), "console-send"), tasks.spawn(self._watch_loop(), "console-watch")]
 
     async def close(self) -> None:
         for viewers in list(self.viewers.values()):

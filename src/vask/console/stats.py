@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vask import tasks
 from vask.apps.base import App
 from vask.console.stats_store import Counts, StatsRow, StatsStore
 from vask.core.observer import Observer
@@ -117,7 +118,7 @@ class StatsRecorder(Observer):
                     await asyncio.to_thread(self.store.prune_minutes, int(now - self.minute_retention))
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._task = tasks.spawn(self._loop(), "stats-flush")
 
     async def _loop(self) -> None:
         while True:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from vask import __version__
+from vask import __version__, tasks
 from vask.billing.base import BillingStore
 from vask.billing.meter import Meter
 from vask.config import Settings
@@ -136,8 +136,9 @@ async def serve(settings: Settings, started: asyncio.Future[int] | None = None, 
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        sweeper = loop.create_task(_sweep(state))
-        watcher = loop.create_task(health.watch_store(store, state.store_health, settings.store_check_interval))
+        sweeper = tasks.spawn(_sweep(state), "sweep")
+        watcher = tasks.spawn(health.watch_store(store, state.store_health, settings.store_check_interval),
+                              "app-store-watch")
         await stop.wait()
         sweeper.cancel()
         watcher.cancel()

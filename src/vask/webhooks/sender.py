@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from vask import __version__
+from vask import __version__, tasks
 from vask.apps.base import App, WebhookTarget
 from vask.config import Settings
 from vask.console.feed import ConsoleFeed
@@ -141,7 +141,7 @@ class WebhookSender:
             return
         if lane.task is None:
             lane.wake = asyncio.Event()
-            lane.task = asyncio.get_running_loop().create_task(self._drain(state, lane))
+            lane.task = tasks.spawn(self._drain(state, lane), "webhook-lane")
         elif self.stopping or len(lane) >= self.settings.webhook_batch_max:
             lane.wake.set()  # a full batch (or a shutdown) need not wait for the window
 

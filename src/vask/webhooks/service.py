@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from vask import tasks
 from vask.apps.base import App
 from vask.config import Settings
 from vask.core.observer import Observer
@@ -136,7 +137,7 @@ class WebhookService(Observer):
             handle(app)
             return
         self._awaiting[app.id] = [handle]
-        self._refreshing[app.id] = self.loop.create_task(self._refresh(app))
+        self._refreshing[app.id] = tasks.spawn(self._refresh(app), "webhook-app-refresh")
 
     async def _refresh(self, app: App) -> None:
         fresh: App | None = app
