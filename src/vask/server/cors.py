@@ -11,13 +11,12 @@ import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vask.server.http import HttpRequest
+    from vask.server.messages import Headers, HttpRequest
 
 METHODS = "GET, POST"
 MAX_AGE = "600"  # seconds a browser may cache a preflight answer
 
 
-Headers = tuple[tuple[str, str], ...]
 
 
 @functools.lru_cache(maxsize=8)

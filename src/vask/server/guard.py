@@ -8,22 +8,21 @@ opening sockets and never finishing them can neither exhaust file descriptors no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from vask.config import Settings
 from vask.server.proxies import is_trusted, networks
 
-if TYPE_CHECKING:
-    from vask.server.http import HttpProtocol
+P = TypeVar("P")  # an HTTP connection (vask.server.node.HttpPeer)
 
 
-class Guard:
+class Guard(Generic[P]):
     def __init__(self, settings: Settings) -> None:
         self.per_ip = settings.max_connections_per_ip
         self.trusted = networks(tuple(settings.trusted_proxies))
         self.max_half_open = settings.max_half_open
         self.by_ip: dict[str, int] = {}
-        self.half_open: dict[HttpProtocol, None] = {}  # insertion order: oldest first
+        self.half_open: dict[P, None] = {}  # insertion order: oldest first
         self.refused = 0  # sockets answered 429 for the per-address cap
         self.evicted = 0  # half-open sockets dropped to make room
 
@@ -47,7 +46,7 @@ class Guard:
         else:
             self.by_ip[ip] = count - 1
 
-    def enter(self, proto: HttpProtocol) -> HttpProtocol | None:
+    def enter(self, proto: P) -> P | None:
         """``proto`` is (again) waiting for a request; returns the oldest half-open socket to drop, if any."""
         self.half_open.pop(proto, None)
         self.half_open[proto] = None
@@ -58,5 +57,5 @@ class Guard:
             return oldest
         return None
 
-    def leave(self, proto: HttpProtocol) -> None:
+    def leave(self, proto: P) -> None:
         self.half_open.pop(proto, None)

@@ -11,24 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vask.apps.base import AppStore
-    from vask.server.node import ServerState
+    from vask.server.node import ServerState, StoreHealth
 
 log = logging.getLogger("vask.health")
 
 PROBE_ID = "~vask-ready-probe"  # no app can have it (ids start with a letter or digit): a cheap indexed miss
 PROBE_TIMEOUT = 5.0
-
-
-@dataclass(slots=True)
-class StoreHealth:
-    ok: bool = True
-    problem: str = ""
 
 
 def not_ready(state: ServerState) -> str | None:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -25,9 +24,10 @@ from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
 from vask.server import websocket, xhr
 from vask.server.appcache import AppStoreUnavailable
 from vask.server.handshake import close_reason, fast_handshake, reset
+from vask.server.messages import HttpRequest, Response
 from vask.server.node import ServerState
 from vask.server.proxies import client_address, peer_of
-from vask.server.routes import Deferred, Response, respond, respond_async
+from vask.server.routes import Deferred, respond, respond_async
 from vask.server.xhr_session import Receiver
 from vask.tasks import spawn
 
@@ -39,19 +39,6 @@ log = logging.getLogger("vask.http")
 _TOO_MANY = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 76\r\n"
              b"Connection: close\r\n\r\n"
              b'{"error": "Too many connections from this address: close some, then retry"}\n')
-
-
-@dataclass(slots=True)
-class HttpRequest:
-    method: str
-    path: str
-    query: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    keep_alive: bool
-    upgrade: bool
-    version: str = "1.1"
-    started: float = 0.0  # perf_counter at the end of the request, for the latency histogram
 
 
 class HttpProtocol(asyncio.Protocol):

@@ -42,7 +42,7 @@ def run(settings: Settings) -> None:
     if settings.workers > 1 and multiprocessing.parent_process() is None:
         from vask.server.workers import supervise
 
-        supervise(settings)
+        supervise(settings, run)
         return
     logs.configure(settings.log_level, settings.log_format)
     try:
@@ -182,7 +182,9 @@ async def _start_admin(settings: Settings, billing: BillingStore, meter: Meter, 
     admin_api = bool(settings.admin_token) or not settings.metrics_require_token
     if admin_api:
         app = api.create_app(billing, settings.admin_token, meter, webhooks=webhook_stats,
-                             dataplane=lambda: state.metrics.render(state),
+                             dataplane=lambda: state.metrics.render(
+                                 [p.conn for p in state.protocols],
+                                 {app_id: len(s.connections) for app_id, s in state.hub.apps.items()}),
                              open_metrics=not settings.metrics_require_token,
                              cluster=state.cluster.stats if state.cluster is not None else None)
     else:

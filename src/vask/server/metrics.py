@@ -2,7 +2,7 @@
 
 Per-connection byte and frame counts live on the Connection (two attribute additions on the hot path, no dict
 look-up); they are folded into per-app totals when the connection is gone. A scrape adds the open connections'
-counts, walking ``state.protocols``: a connection leaves that set in the same step that folds it, so the
+counts, walking the open connections: a connection leaves that set in the same step that folds it, so the
 counters never go backwards.
 """
 
@@ -12,8 +12,9 @@ import bisect
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from vask.core.connection import Connection
-    from vask.server.node import ServerState
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # HTTP API routes, for a bounded label set (the path holds channel names and user ids).
@@ -98,11 +99,10 @@ class DataPlaneMetrics:
             histogram = self.latency[key] = Histogram()
         histogram.observe(seconds)
 
-    def render(self, state: ServerState) -> list[str]:
-        """Prometheus text lines for this process."""
+    def render(self, open_connections: Iterable[Connection | None], connected: dict[str, int]) -> list[str]:
+        """Prometheus text lines for this process; ``connected``: app id → open connections (the hub's)."""
         totals = {app_id: list(counters) for app_id, counters in self.apps.items()}
-        for proto in list(state.protocols):
-            conn = proto.conn
+        for conn in open_connections:
             if conn is None:
                 continue
             counters = totals.setdefault(conn.app.id, [0] * 9)
@@ -110,7 +110,6 @@ class DataPlaneMetrics:
             counters[RECV_BYTES] += conn.recv_bytes
             counters[SENT_FRAMES] += conn.sent_frames
             counters[SENT_BYTES] += conn.sent_bytes
-        connected = {app_id: len(app_state.connections) for app_id, app_state in state.hub.apps.items()}
         lines = ["# HELP vask_connected Open WebSocket connections on this process.",
                  "# TYPE vask_connected gauge"]
         lines += [f'vask_connected{{app_id="{_label(app_id)}"}} {count}' for app_id, count in sorted(connected.items())]

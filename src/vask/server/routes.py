@@ -19,25 +19,12 @@ from vask.console.emit import REFUSED_STATUSES, api_messages, http_refused, reas
 from vask.protocol import rest
 from vask.server import cors, health
 from vask.server.appcache import AppStoreUnavailable
+from vask.server.messages import OK, HttpRequest, Response
 
 if TYPE_CHECKING:
-    from vask.server.http import HttpRequest
     from vask.server.node import ServerState
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @staticmethod
-    def error(status: int, message: str) -> Response:
-        return Response(status, message.encode(), "text/plain; charset=utf-8")
-
-
-OK = Response(200, b"OK", "text/plain; charset=utf-8")
 HEALTH = {"/", "/up", "/live"}
 HEALTH_PATHS = HEALTH | {"/ready", "/accept-traffic", "/usage"}
 
@@ -208,29 +195,3 @@ def _convert(response: rest.RestResponse) -> Response:
         else:
             extra.append((name, value))
     return Response(response.status, response.body, content_type, tuple(extra))
-
-
-class RateLimits:
-    """Per-app token buckets for HTTP publishes (events/s) and reads (requests/s); 429 above them."""
-
-    def __init__(self) -> None:
-        self.buckets: dict[tuple[str, str], tuple[float, float]] = {}
-
-    def check(self, call: rest.RestCall) -> Response | None:
-        settings = call.app.settings
-        if call.is_read:
-            rate, kind, cost = settings.max_read_requests_per_second, "read", 1
-        else:
-            rate, kind, cost = settings.max_backend_events_per_second, "publish", call.broadcasts
-        if rate is None or cost == 0:
-            return None
-        now = time.monotonic()
-        tokens, at = self.buckets.get((call.app.id, kind), (float(rate), now))
-        tokens = min(float(rate), tokens + (now - at) * rate)
-        if tokens < cost:
-            self.buckets[(call.app.id, kind)] = (tokens, now)
-            return Response(429, orjson.dumps({"error": f"Rate limit exceeded: at most {rate} {kind} "
-                                               f"{'requests' if kind == 'read' else 'events'} per second "
-                                               f"for app {call.app.id}", "code": 429}))
-        self.buckets[(call.app.id, kind)] = (tokens - cost, now)
-        return None

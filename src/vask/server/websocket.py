@@ -20,8 +20,7 @@ from vask.protocol import constants as c
 from vask.protocol import frames
 
 if TYPE_CHECKING:
-    from vask.server.http import HttpProtocol
-    from vask.server.node import ServerState
+    from vask.server.node import HttpPeer, ServerState
     from vask.server.xhr_session import XhrSession
 
 log = logging.getLogger("vask.ws")
@@ -74,7 +73,7 @@ def app_error(key: str, app: App | None, state: ServerState) -> tuple[int, str] 
     return None
 
 
-def establish(proto: HttpProtocol | XhrSession, app: App, state: ServerState,
+def establish(proto: HttpPeer | XhrSession, app: App, state: ServerState,
               origin: str | None = None) -> Connection:
     now = state.clock()
     conn = Connection(app, proto, state.flusher, now, state.settings.max_outbox_bytes)
@@ -93,7 +92,7 @@ def establish(proto: HttpProtocol | XhrSession, app: App, state: ServerState,
     return conn
 
 
-def receive(proto: HttpProtocol, ws: ServerProtocol, data: bytes, state: ServerState) -> None:
+def receive(proto: HttpPeer, ws: ServerProtocol, data: bytes, state: ServerState) -> None:
     """Feed bytes to the frame parser and act on every complete frame."""
     ws.receive_data(data)
     conn = proto.conn

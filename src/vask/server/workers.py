@@ -12,14 +12,15 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from vask.config import Settings
 
+Run = Callable[[Settings], None]  # vask.server.main.run, passed in (pickled by name): no import of main here
 
-def _child(data: dict[str, Any], index: int) -> None:
-    from vask.server.main import run
 
+def _child(data: dict[str, Any], index: int, run: Run) -> None:
     settings = Settings.model_validate(data)
     update: dict[str, Any] = {}
     if settings.node_id:
@@ -38,7 +39,7 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def supervise(settings: Settings) -> None:
+def supervise(settings: Settings, run: Run) -> None:
     if settings.port == 0:
         settings = settings.model_copy(update={"port": _free_port(settings.host)})
     context = multiprocessing.get_context("spawn")
@@ -46,7 +47,7 @@ def supervise(settings: Settings) -> None:
     stopping = False
 
     def start(index: int) -> Any:
-        process = context.Process(target=_child, args=(data, index), name=f"vask-worker-{index}")
+        process = context.Process(target=_child, args=(data, index, run), name=f"vask-worker-{index}")
         process.start()
         return process
 

@@ -15,17 +15,15 @@ from vask.core import session as pusher_session
 from vask.protocol import constants as c
 from vask.protocol import frames, sockjs
 from vask.server import websocket
-from vask.server.routes import Response
+from vask.server.messages import Headers, Response
 from vask.server.xhr_session import STREAM_TYPE, Receiver, XhrSession
 from vask.tasks import spawn
 
 if TYPE_CHECKING:
-    from vask.server.http import HttpProtocol, HttpRequest
-    from vask.server.node import ServerState
+    from vask.server.messages import HttpRequest
+    from vask.server.node import HttpPeer, ServerState
 
 log = logging.getLogger("vask.xhr")
-
-Headers = tuple[tuple[str, str], ...]
 
 
 def cors_headers(request: HttpRequest) -> Headers:
@@ -42,7 +40,7 @@ def _error(status: int, message: str, cors: Headers) -> Response:
     return Response(status, message.encode(), "text/plain; charset=utf-8", cors)
 
 
-def handle(proto: HttpProtocol, request: HttpRequest) -> Response | None:
+def handle(proto: HttpPeer, request: HttpRequest) -> Response | None:
     """The response now, or None when the request is held (a stream, a long poll, an app look-up)."""
     cors = cors_headers(request)
     if request.method == "OPTIONS":  # the CORS preflight: pusher-js posts with Content-Type: application/json
@@ -81,7 +79,7 @@ def handle(proto: HttpProtocol, request: HttpRequest) -> Response | None:
     return None
 
 
-async def _open_later(proto: HttpProtocol, request: HttpRequest, target: sockjs.Target, session_key: str,
+async def _open_later(proto: HttpPeer, request: HttpRequest, target: sockjs.Target, session_key: str,
                       streaming: bool, cors: Headers) -> None:
     try:
         app = await proto.state.apps.by_key(target.key)
@@ -100,7 +98,7 @@ async def _open_later(proto: HttpProtocol, request: HttpRequest, target: sockjs.
         proto.release(response, request.keep_alive)
 
 
-def _open(proto: HttpProtocol, request: HttpRequest, session_key: str, app: App | None, streaming: bool,
+def _open(proto: HttpPeer, request: HttpRequest, session_key: str, app: App | None, streaming: bool,
           cors: Headers) -> Response | None:
     state = proto.state
     found = state.http_sessions.get(session_key)
@@ -125,11 +123,11 @@ def _open(proto: HttpProtocol, request: HttpRequest, session_key: str, app: App 
     return None
 
 
-def _receiver(proto: HttpProtocol, request: HttpRequest, streaming: bool, cors: Headers) -> Receiver:
+def _receiver(proto: HttpPeer, request: HttpRequest, streaming: bool, cors: Headers) -> Receiver:
     return Receiver(proto, streaming, request.keep_alive, request.version != "1.0", cors, proto.state.clock())
 
 
-def _attach(proto: HttpProtocol, session: XhrSession, request: HttpRequest, streaming: bool, cors: Headers) -> None:
+def _attach(proto: HttpPeer, session: XhrSession, request: HttpRequest, streaming: bool, cors: Headers) -> None:
     receiver = _receiver(proto, request, streaming, cors)
     if streaming:
         log.debug("stream resumed for session %s (%s)", session.id,

@@ -9,15 +9,48 @@ that stops reading.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
+from vask.config import Settings
 from vask.core.connection import Connection
+from vask.core.hub import Hub
 from vask.protocol import sockjs
+from vask.server.messages import Response
 
 if TYPE_CHECKING:
-    from vask.server.http import HttpProtocol
-    from vask.server.node import ServerState
+    from vask.billing.meter import Meter
+
+
+class Writer(Protocol):
+    """The HTTP connection a receive request is held on (vask.server.http.HttpProtocol)."""
+    transport: asyncio.Transport | None
+
+    def write_raw(self, data: bytes) -> None: ...
+
+    def release(self, response: Response | None, keep_alive: bool) -> None: ...
+
+
+class SessionHost(Protocol):
+    """What a session needs of the server process (vask.server.node.ServerState)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def hub(self) -> Hub: ...
+
+    @property
+    def meter(self) -> Meter | None: ...
+
+    @property
+    def http_sessions(self) -> dict[str, XhrSession]: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
 
 # pusher-js starts a new stream once its response text passed 256 KiB and every line in it was read
 # (http_request.ts, MAX_BUFFER_LENGTH); what is written after that point would be lost with the old request, so
@@ -53,7 +86,7 @@ class Receiver:
 
     __slots__ = ("chunked", "cors", "keep_alive", "last_write", "proto", "sent", "session", "streaming")
 
-    def __init__(self, proto: HttpProtocol, streaming: bool, keep_alive: bool, chunked: bool,
+    def __init__(self, proto: Writer, streaming: bool, keep_alive: bool, chunked: bool,
                  cors: tuple[tuple[str, str], ...], now: float) -> None:
         self.proto = proto
         self.streaming = streaming
@@ -103,7 +136,6 @@ class Receiver:
                 proto.write_raw(b"0\r\n\r\n")
             proto.release(None, self.keep_alive)
         else:
-            from vask.server.routes import Response
 
             proto.release(Response(200, data, STREAM_TYPE, self.cors), self.keep_alive)
 
@@ -118,7 +150,7 @@ class XhrSession:
     __slots__ = ("closed", "conn", "id", "idle_since", "metered", "pending", "pending_size", "receiver",
                  "sends", "state")
 
-    def __init__(self, session_id: str, state: ServerState, now: float) -> None:
+    def __init__(self, session_id: str, state: SessionHost, now: float) -> None:
         self.id = session_id
         self.state = state
         self.conn: Connection | None = None
@@ -244,7 +276,7 @@ class XhrSession:
         self.metered = None
 
 
-def sweep(state: ServerState, now: float) -> None:
+def sweep(state: SessionHost, now: float) -> None:
     """Heartbeats on held receive requests, and expiry of sessions nobody receives on (run every sweep)."""
     settings = state.settings
     for session in list(state.http_sessions.values()):
