@@ -2,7 +2,8 @@
  * vask-loadgen: one epoll thread holding N Pusher subscribers plus a signed HTTP-API publisher.
  *
  * Modes:
- *   fanout  N subscribers on C channels; publish ~100-byte events through POST /apps/{id}/events, closed loop
+ *   fanout  N subscribers on C channels (--private: private-bench-N, each subscription signed as an app's auth
+ *           endpoint signs it); publish ~100-byte events through POST /apps/{id}/events, closed loop
  *           (K requests in flight) or at a fixed rate; count deliveries, end-to-end latency from the
  *           monotonic timestamp embedded in `data`, time to the last subscriber, gaps and duplicates.
  *   idle    N subscribers, then hold them until stdin closes (the driver reads the server's RSS meanwhile).
@@ -16,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -55,13 +57,15 @@ typedef struct conn {
     uint32_t pub_id;
 } conn_t;
 
+static void hex(const unsigned char *d, int n, char *out);
+
 static struct {
     const char *host, *key, *app_id, *secret, *path, *mode, *publish;
-    int port, pub_port, subs, channels, conc, data_size, pub_conns, cycles, sync, progress;
+    int port, pub_port, subs, channels, conc, data_size, pub_conns, cycles, sync, progress, private_ch;
     double duration, rate, drain;
     int closed_k;
 } o = {"127.0.0.1", "app-key", "app-id", "app-secret", NULL, "fanout", "closed:2",
-       6001, 0, 1000, 1, 200, 100, 4, 10000, 0, 10000, 10.0, 0, 3.0, 2};
+       6001, 0, 1000, 1, 200, 100, 4, 10000, 0, 10000, 0, 10.0, 0, 3.0, 2};
 
 static int ep;
 static struct sockaddr_in addr, pub_addr; /* pub_addr: --pub-port, another node of a cluster */
@@ -213,8 +217,30 @@ static void on_message(conn_t *c, const char *p, size_t n, uint64_t t) {
     }
     if (c->state == ST_ESTAB) {
         if (memmem(p, n, "pusher:connection_established", 29)) {
-            char m[256];
-            int k = snprintf(m, sizeof m, "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"bench-%d\"}}", c->ch);
+            char m[512];
+            int k;
+            if (o.private_ch) {
+                /* private-bench-N: sign "socket_id:channel" as an app's auth endpoint would */
+                const char *at = memmem(p, n, "socket_id", 9);
+                char sid[64] = "";
+                if (at) {
+                    at += 9;
+                    while (at < p + n && (*at == '\\' || *at == '"' || *at == ':')) at++;
+                    size_t i = 0;
+                    while (at < p + n && i < sizeof sid - 1 && (isdigit((unsigned char)*at) || *at == '.')) sid[i++] = *at++;
+                    sid[i] = 0;
+                }
+                char sts[128], sighex[65];
+                unsigned char sig[32];
+                unsigned int sl = 32;
+                int sn = snprintf(sts, sizeof sts, "%s:private-bench-%d", sid, c->ch);
+                HMAC(EVP_sha256(), o.secret, (int)strlen(o.secret), (unsigned char *)sts, (size_t)sn, sig, &sl);
+                hex(sig, 32, sighex);
+                k = snprintf(m, sizeof m, "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"private-bench-%d\","
+                             "\"auth\":\"%s:%s\"}}", c->ch, o.key, sighex);
+            } else {
+                k = snprintf(m, sizeof m, "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"bench-%d\"}}", c->ch);
+            }
             if (send_frame(c, 1, m, (size_t)k) < 0) { errors++; kill_conn(c); return; }
             c->state = ST_SUBSCRIBING;
         } else if (memmem(p, n, "pusher:error", 12)) {
@@ -406,7 +432,8 @@ static int publish(conn_t *c) {
     int dn = snprintf(data, sizeof data, "@@%llu %u %d %u ", (unsigned long long)t, id, ch, seq);
     while (dn < o.data_size && dn < (int)sizeof data - 1) data[dn++] = 'x';
     data[dn] = 0;
-    int bn = snprintf(body, sizeof body, "{\"name\":\"bench\",\"channel\":\"bench-%d\",\"data\":\"%s\"}", ch, data);
+    int bn = snprintf(body, sizeof body, "{\"name\":\"bench\",\"channel\":\"%sbench-%d\",\"data\":\"%s\"}",
+                      o.private_ch ? "private-" : "", ch, data);
     unsigned char md[16];
     char md5hex[33];
     EVP_Digest(body, (size_t)bn, md, NULL, EVP_md5(), NULL);
@@ -621,7 +648,7 @@ static void usage(void) {
             "usage: loadgen [--mode fanout|idle|churn] [--host H] [--port P] [--key K] [--app-id ID] [--secret S]\n"
             "  [--path /app/KEY?protocol=7] [--subs N] [--channels C] [--concurrency N]\n"
             "  [--publish closed:K|rate:R] [--duration S] [--pub-conns N] [--data-size B] [--drain S]\n"
-            "  [--cycles M] [--progress N] [--sync] [--pub-port P]\n");
+            "  [--cycles M] [--progress N] [--sync] [--pub-port P] [--private]\n");
     exit(1);
 }
 
@@ -631,7 +658,8 @@ int main(int argc, char **argv) {
         {"app-id", 1, 0, 'a'}, {"secret", 1, 0, 's'}, {"path", 1, 0, 'P'}, {"subs", 1, 0, 'n'},
         {"channels", 1, 0, 'c'}, {"concurrency", 1, 0, 'C'}, {"publish", 1, 0, 'u'}, {"duration", 1, 0, 'd'},
         {"pub-conns", 1, 0, 'q'}, {"data-size", 1, 0, 'z'}, {"drain", 1, 0, 'D'}, {"cycles", 1, 0, 'y'},
-        {"progress", 1, 0, 'g'}, {"sync", 0, 0, 'S'}, {"pub-port", 1, 0, 'Q'}, {0, 0, 0, 0}};
+        {"progress", 1, 0, 'g'}, {"sync", 0, 0, 'S'}, {"pub-port", 1, 0, 'Q'}, {"private", 0, 0, 'X'},
+        {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -654,6 +682,7 @@ int main(int argc, char **argv) {
         case 'g': o.progress = atoi(optarg); break;
         case 'S': o.sync = 1; break;
         case 'Q': o.pub_port = atoi(optarg); break;
+        case 'X': o.private_ch = 1; break;
         default: usage();
         }
     }

@@ -81,6 +81,24 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
                 f"({_med(_values(s, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)}) | {loss} |")
         out.append("")
 
+    if any(r.get("kind") == "publish" for r in results):
+        ppc: Callable[[Row], float | None] = lambda r: r.get("publishes_per_cpu_s")  # noqa: E731
+        out += ["### Publishes to per-user private channels (signed HTTP API publishes, one subscriber each)", "",
+                "| scenario | Vask publishes/CPU-s | Soketi publishes/CPU-s | Vask ÷ Soketi | Vask µs CPU/publish | "
+                "Vask publishes/s (server CPU) | HTTP p50 / p99 ms (V) | lost / dup (V, S) |",
+                "|---|---:|---:|---:|---:|---:|---|---|"]
+        for label in _labels(results, "publish"):
+            v, s = _runs(results, "publish", label, "vask"), _runs(results, "publish", label, "soketi")
+            cost = [1e6 / x for x in _values(v, ppc) if x]
+            out.append(
+                f"| {label} | {_med(_values(v, ppc))} | {_med(_values(s, ppc))} | "
+                f"**{_med(_ratios(v, s, ppc), '{:.2f}')}** | {_med(cost, '{:.0f}')} | "
+                f"{_med(_values(v, lambda r: r['publishes_per_s']), spread=False)} "
+                f"({_med(_values(v, lambda r: r['server_cpu_pct']), '{:.0f}%', spread=False)}) | "
+                f"{_med(_values(v, _ms('http_ms', 'p50')), '{:.2f}', spread=False)} / "
+                f"{_med(_values(v, _ms('http_ms', 'p99')), '{:.2f}', spread=False)} | {_loss(v)}, {_loss(s)} |")
+        out.append("")
+
     if any(r.get("server") == "c-pass" for r in results):
         out += ["### The physical limit: C reference server on the same harness (bench/refserver.c)", "",
                 "| scenario | C, 1 write per delivery | C, 1 write per connection per pass | Vask | "

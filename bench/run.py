@@ -212,9 +212,10 @@ def read_line(proc: subprocess.Popen[str], want: str) -> str:
 
 
 def fanout(server: Server, subs: int, channels: int, publish: str, duration: float,
-           pub_port: int = PORT) -> dict[str, Any]:
+           pub_port: int = PORT, private: bool = False) -> dict[str, Any]:
     gen = loadgen(["--subs", str(subs), "--channels", str(channels), "--publish", publish,
-                   "--duration", str(duration), "--pub-conns", "8", "--sync", "--pub-port", str(pub_port)])
+                   "--duration", str(duration), "--pub-conns", "16" if private else "8", "--sync",
+                   "--pub-port", str(pub_port), *(["--private"] if private else [])])
     assert gen.stdin is not None
     read_line(gen, "ready")
     time.sleep(0.5)  # let subscription bookkeeping settle before the measured phase
@@ -228,6 +229,7 @@ def fanout(server: Server, subs: int, channels: int, publish: str, duration: flo
     cpu = cpu1 - cpu0
     result.update(server_cpu_s=round(cpu, 3), rss_before_kb=rss0, rss_after_kb=rss1,
                   deliveries_per_cpu_s=round(result["delivered"] / cpu, 1) if cpu > 0 else None,
+                  publishes_per_cpu_s=round(result["acked"] / cpu, 1) if cpu > 0 else None,
                   server_cpu_pct=round(100 * cpu / result["window_s"], 1) if result["window_s"] else None)
     return result
 
@@ -293,6 +295,9 @@ def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
          dict(subs=1000, channels=10, publish="closed:2", duration=d)),
         ("fanout", "10000 subs, 1 channel, closed loop",
          dict(subs=10000, channels=1, publish="closed:2", duration=d)),
+        # What a Django app mostly does: notify one user on their own private channel (issue #13).
+        ("publish", "1000 private channels x 1 subscriber, 16 publishes in flight",
+         dict(subs=1000, channels=1000, publish="closed:16", duration=d, private=True)),
         ("latency", "1000 subs, 10 publishes/s", dict(subs=1000, channels=1, publish="rate:10", duration=d + 3)),
         ("latency", "1000 subs, 50 publishes/s", dict(subs=1000, channels=1, publish="rate:50", duration=d + 3)),
         ("latency", "1000 subs, 100 publishes/s", dict(subs=1000, channels=1, publish="rate:100", duration=d + 3)),
@@ -309,7 +314,7 @@ def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def run_one(kind: str, server: Server, params: dict[str, Any]) -> dict[str, Any]:
-    if kind in ("fanout", "latency", "django", "cluster", "crossnode"):
+    if kind in ("fanout", "publish", "latency", "django", "cluster", "crossnode"):
         return fanout(server, **params)
     if kind == "memory":
         return memory(server, **params)
@@ -349,7 +354,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one repetition, shorter runs")
     parser.add_argument("--only", default="",
-                        help="comma-separated kinds: fanout,latency,memory,churn,cluster,crossnode,django")
+                        help="comma-separated kinds: fanout,publish,latency,memory,churn,cluster,crossnode,django")
     parser.add_argument("--servers", default="vask,soketi")
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--no-limit", action="store_true", help="skip the C reference server in fan-out runs")
