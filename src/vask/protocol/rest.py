@@ -16,7 +16,7 @@ least), because pusher-http-python ``json.loads`` every 200 response.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -88,16 +88,17 @@ class RestCall:
     prefix: str = ""  # CHANNELS
     info: frozenset[str] = frozenset()  # CHANNELS, CHANNEL
     user_id: str = ""  # TERMINATE
+    # How many broadcasts ``execute`` will publish (one per event per channel); counted once, as every check
+    # of a publish (quota, rate limit, cluster health, console) asks for it.
+    broadcasts: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "broadcasts", sum(len(event.channels) for event in self.events))
 
     @property
     def is_read(self) -> bool:
         """A GET request: counted against the read-request rate limit, never metered."""
         return self.operation in READ_OPERATIONS
-
-    @property
-    def broadcasts(self) -> int:
-        """How many broadcasts ``execute`` will publish (one per event per channel)."""
-        return sum(len(event.channels) for event in self.events)
 
 
 @dataclass(frozen=True, slots=True)

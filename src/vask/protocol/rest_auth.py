@@ -80,11 +80,14 @@ def parse_query(raw_query: str) -> Params:
     escape would send a literal ``+`` and sign it as such.
     """
     pairs: list[tuple[str, str]] = []
+    escaped = "%" in raw_query  # what the SDKs send has no escapes: unquote would return every part unchanged
     for part in raw_query.split("&"):
         if not part:
             continue
         key, _, value = part.partition("=")
-        pairs.append((unquote(key).lower(), unquote(value)))
+        if escaped:
+            key, value = unquote(key), unquote(value)
+        pairs.append((key.lower(), value))
     return tuple(pairs)
 
 

@@ -43,9 +43,9 @@ _TOO_MANY = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\
 
 class HttpProtocol(asyncio.Protocol):
     # Slots and dropping the HTTP parser after the upgrade keep an idle WebSocket small (BENCHMARKS.md).
-    __slots__ = ("body", "body_size", "busy", "conn", "early", "fragments", "header_bytes", "headers", "loop",
-                 "metered", "opening", "parser", "peer_ip", "queue", "receiver", "state", "timer", "transport",
-                 "url", "utf8", "ws")
+    __slots__ = ("body", "body_size", "busy", "conn", "deadline", "early", "fragments", "header_bytes", "headers",
+                 "loop", "metered", "opening", "parser", "peer_ip", "queue", "receiver", "state", "timer",
+                 "transport", "url", "utf8", "ws")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -60,6 +60,7 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: list[HttpRequest] = []  # pipelined requests; a list, as an empty deque costs 600 bytes
         self.busy = False
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # when the armed timeout is due (vask.server.http._arm)
         self.ws: ServerProtocol | None = None
         self.conn: Connection | None = None
         self.fragments: list[bytes] = []
@@ -404,8 +405,15 @@ class HttpProtocol(asyncio.Protocol):
     # -- timers ------------------------------------------------------------------------------
 
     def _arm(self, delay: float) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(delay, self._expire)
+        # Re-armed twice per request: a later deadline only moves ``deadline``, and the timer, when it fires
+        # early, waits again for what is left (one timer per timeout period instead of two per request).
+        deadline = self.loop.time() + delay
+        self.deadline = deadline
+        timer = self.timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.loop.call_at(deadline, self._expire)
 
     def arm_frame_timer(self) -> None:
         self._arm(self.state.settings.ws_frame_timeout)
@@ -420,7 +428,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def _expire(self) -> None:
         self.timer = None
-        if self.transport is not None:
+        if self.loop.time() < self.deadline:  # re-armed meanwhile: not due yet
+            self.timer = self.loop.call_at(self.deadline, self._expire)
+        elif self.transport is not None:
             reset(self.transport)
 
     def _close_after_flush(self) -> None:

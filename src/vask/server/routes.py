@@ -60,10 +60,11 @@ def _needed(request: HttpRequest) -> tuple[str | None, str | None]:
     app_id = None
     if request.path.startswith("/apps/"):
         app_id = request.path[6:].split("/", 1)[0] or None
+    escaped = "%" in request.query  # the SDKs' queries have no escapes: unquote would change nothing
     for pair in request.query.split("&"):
         name, _, value = pair.partition("=")
-        if unquote(name).lower() == "auth_key":
-            return app_id, unquote(value)
+        if (unquote(name) if escaped else name).lower() == "auth_key":
+            return app_id, unquote(value) if escaped else value
     return app_id, None
 
 
