@@ -13,14 +13,8 @@ round-robin over the channels, as the per-user-channels benchmark does, on uvloo
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from alternate import compare  # bench/alternate.py
 
 CHILD = r"""
 import asyncio, hashlib, hmac, json, sys, time
@@ -134,13 +128,6 @@ else:
 """
 
 
-def export(rev: str, into: Path) -> Path:
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "src"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("before")
@@ -149,23 +136,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=20000)
     args = parser.parse_args()
-    results: dict[str, list[float]] = {args.before: [], args.after: []}
-    with tempfile.TemporaryDirectory(prefix="vask-http-cost-") as tmp:
-        trees = {rev: export(rev, Path(tmp) / f"t{i}") for i, rev in enumerate(results)}
-        for rep in range(args.reps):
-            for rev in (list(trees) if rep % 2 == 0 else list(reversed(trees))):
-                done = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", CHILD, str(args.channels),
-                                       str(args.requests)], env={"PYTHONPATH": str(trees[rev])},
-                                      capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                results[rev].append(result["us_per_request"])
-                print(json.dumps({"rev": rev, "rep": rep, **result}), flush=True)
-    for rev, values in results.items():
-        print(f"{rev}: median {statistics.median(values):.1f} µs per signed publish ({min(values):.1f}-"
-              f"{max(values):.1f}), {len(values)} runs")
-    print(f"after / before, fastest runs: {min(results[args.after]) / min(results[args.before]):.3f}")
-    before, after = (statistics.median(v) for v in results.values())
-    print(f"after / before: {after / before:.3f}")
+    compare(CHILD, [str(args.channels), str(args.requests)], args.before, args.after, args.reps,
+            "us_per_request", "per signed publish")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,8 @@ attached when it has them: ``vask.console.wiring``), subscribes N connections wh
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from alternate import compare  # bench/alternate.py
 
 CHILD = r"""
 import json, sys, time
@@ -65,13 +59,6 @@ print(json.dumps({"us_per_publish": elapsed / publishes * 1e6, "console": consol
 """
 
 
-def export(rev: str, into: Path) -> Path:
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "src"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("before")
@@ -80,24 +67,8 @@ def main() -> None:
     parser.add_argument("--subs", type=int, default=1000)
     parser.add_argument("--publishes", type=int, default=3000)
     args = parser.parse_args()
-    results: dict[str, list[float]] = {args.before: [], args.after: []}
-    with tempfile.TemporaryDirectory(prefix="vask-cost-") as tmp:
-        trees = {rev: export(rev, Path(tmp) / f"t{i}") for i, rev in enumerate(results)}
-        for rep in range(args.reps):
-            for rev in (list(trees) if rep % 2 == 0 else list(reversed(trees))):
-                done = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", CHILD, str(args.subs),
-                                       str(args.publishes)], env={"PYTHONPATH": str(trees[rev])},
-                                      capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout)
-                results[rev].append(result["us_per_publish"])
-                print(json.dumps({"rev": rev, "rep": rep, **result}), flush=True)
-    for rev, values in results.items():
-        print(f"{rev}: median {statistics.median(values):.1f} µs per publish to {args.subs} subscribers "
-              f"({min(values):.1f}-{max(values):.1f}), {len(values)} runs")
-    # On a shared machine other work only ever adds time: the fastest runs are the least disturbed.
-    print(f"after / before, fastest runs: {min(results[args.after]) / min(results[args.before]):.3f}")
-    before, after = (statistics.median(v) for v in results.values())
-    print(f"after / before: {after / before:.3f}")
+    compare(CHILD, [str(args.subs), str(args.publishes)], args.before, args.after, args.reps,
+            "us_per_publish", f"per publish to {args.subs} subscribers")
 
 
 if __name__ == "__main__":

@@ -170,3 +170,17 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+@pytest.fixture(params=["redis", "nats"])
+def shared_engine(request: pytest.FixtureRequest) -> str:
+    """The URL of the machine's Redis, then of its NATS, for in-process cluster tests (skipped when away)."""
+    from private_nats import NATS_URL, REDIS_URL, reachable
+
+    if request.param == "redis":
+        if not reachable("127.0.0.1", 6379):
+            pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+        return REDIS_URL
+    if not reachable("127.0.0.1", 4222):
+        pytest.skip("NATS is not reachable on 127.0.0.1:4222")
+    return NATS_URL

@@ -1,4 +1,5 @@
-"""Reaching the machine's Redis and NATS, free ports, and a nats-server of a test's own that it may kill and restart."""
+"""Reaching the machine's Redis and NATS, free ports, and a nats-server or redis-server of a test's own that it
+may kill and restart."""
 
 from __future__ import annotations
 
@@ -26,26 +27,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class PrivateNats:
-    """nats-server with JetStream on a free port, storing under ``workdir`` (kept across restarts)."""
+class PrivateServer:
+    """A server of the test's own on a free port, storing under ``workdir``, which the test may kill and start
+    again; subclasses say how to start it."""
+
+    name = "server"
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.workdir)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not reachable("127.0.0.1", self.port):
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"nats-server did not start on port {self.port}")
+                raise RuntimeError(f"{self.name} did not start on port {self.port}")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -53,3 +55,30 @@ class PrivateNats:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+class PrivateNats(PrivateServer):
+    """nats-server with JetStream (its storage kept across restarts)."""
+
+    name = "nats-server"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.workdir)]
+
+
+class PrivateRedis(PrivateServer):
+    """redis-server without persistence."""
+
+    name = "redis-server"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.workdir)]

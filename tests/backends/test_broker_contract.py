@@ -11,10 +11,8 @@ Engine-specific behaviour stays in test_nats_broker.py and test_redis_cluster_br
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from broker_helpers import Node, eventually
+from broker_helpers import Node, eventually, publish_until_received
 
-from private_nats import NATS_SERVER, NATS_URL, REDIS_URL, PrivateNats, free_port, reachable
+from private_nats import NATS_SERVER, NATS_URL, REDIS_URL, PrivateNats, PrivateRedis, free_port, reachable
 from vask.broker.base import Broker, BrokerUnavailable, open_broker
 from vask.broker.memory import MemoryBroker, MemoryBus
 
@@ -33,36 +31,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 KINDS = ["memory", "redis", "nats"]
 SHARED = {"redis": ("127.0.0.1", 6379), "nats": ("127.0.0.1", 4222)}
-
-
-class PrivateRedis:
-    """redis-server on a free port without persistence, which the test may kill and start again."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not reachable("127.0.0.1", self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
 
 
 @dataclass
@@ -104,16 +72,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
 @pytest.fixture
 def prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
-
-
-async def publish_until_received(broker: Broker, node: Node, payload: bytes, timeout: float = 10.0) -> None:
-    """Right after a reconnect a publish may still race the resubscription: retry until one arrives."""
-    deadline = time.monotonic() + timeout
-    while payload not in node.received:
-        assert time.monotonic() < deadline, "message never arrived"
-        with contextlib.suppress(BrokerUnavailable):
-            await broker.publish(payload)
-        await asyncio.sleep(0.2)
 
 
 # -- delivery ------------------------------------------------------------------------------

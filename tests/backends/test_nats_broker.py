@@ -6,7 +6,6 @@ comes back by itself and tells the node. Skips with the reason when NATS is not 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from broker_helpers import Node, eventually
+from broker_helpers import Node, eventually, publish_until_received
 
 from private_nats import NATS_SERVER, NATS_URL, PrivateNats, free_port, reachable
 from vask.broker.base import BrokerUnavailable
@@ -24,16 +23,6 @@ from vask.broker.nats import NatsBroker
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 needs_server = pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="nats-server is not installed")
-
-
-async def publish_until_received(broker: NatsBroker, node: Node, payload: bytes, timeout: float = 10.0) -> None:
-    """Right after a reconnect a publish may still race the resubscription: retry until one arrives."""
-    deadline = time.monotonic() + timeout
-    while payload not in node.received:
-        assert time.monotonic() < deadline, "message never arrived"
-        with contextlib.suppress(BrokerUnavailable):
-            await broker.publish(payload)
-        await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture

@@ -53,3 +53,4 @@ async def collect(viewer: Viewer, until: Any, timeout: float = 10.0) -> list[Con
 
 def types(events: list[ConsoleEvent]) -> list[str]:
     return [e.type for e in events]
+

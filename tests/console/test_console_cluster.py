@@ -15,7 +15,6 @@ import pytest
 from inprocess import collect, running
 from websockets.asyncio.client import ClientConnection, connect
 
-from private_nats import NATS_URL, REDIS_URL, reachable
 from vask.apps.base import App
 from vask.apps.sqlite import SqliteAppStore
 from vask.console.filters import ConsoleFilter
@@ -23,17 +22,6 @@ from vask.console.filters import ConsoleFilter
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 APP = App(id="7373", key="cc-key", secret="cc-secret")
-
-
-@pytest.fixture(params=["redis", "nats"])
-def broker(request: pytest.FixtureRequest) -> str:
-    if request.param == "redis":
-        if not reachable("127.0.0.1", 6379):
-            pytest.skip("Redis is not reachable on 127.0.0.1:6379")
-        return REDIS_URL
-    if not reachable("127.0.0.1", 4222):
-        pytest.skip("NATS is not reachable on 127.0.0.1:4222")
-    return NATS_URL
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -54,11 +42,11 @@ async def subscribed(port: int, channel: str) -> tuple[ClientConnection, str]:
             return ws, socket_id
 
 
-async def test_console_and_stats_across_two_nodes(tmp_path: Path, broker: str) -> None:
+async def test_console_and_stats_across_two_nodes(tmp_path: Path, shared_engine: str) -> None:
     store = SqliteAppStore(tmp_path / "vask.db")
     store.create(APP)
     store.close()
-    common = {"data_dir": tmp_path, "broker": broker, "broker_prefix": f"vt{uuid.uuid4().hex[:10]}",
+    common = {"data_dir": tmp_path, "broker": shared_engine, "broker_prefix": f"vt{uuid.uuid4().hex[:10]}",
               "node_timeout": 2.0, "console_watch_interval": 0.3, "stats_flush_interval": 0.2}
     tag = uuid.uuid4().hex[:6]
     async with running(node_id=f"a-{tag}", region="eu", **common) as (a, port_a), \

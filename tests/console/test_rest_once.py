@@ -17,7 +17,6 @@ from inprocess import collect, running
 from pusher.errors import PusherBadStatus
 from websockets.asyncio.client import connect
 
-from private_nats import NATS_URL, REDIS_URL, reachable
 from vask import tasks
 from vask.apps.base import App, AppSettings
 from vask.apps.sqlite import SqliteAppStore
@@ -30,18 +29,7 @@ APP = App(id="7474", key="once-key", secret="once-secret",
           settings=AppSettings(max_read_requests_per_second=1, max_backend_events_per_second=3))
 
 
-@pytest.fixture(params=["redis", "nats"])
-def broker(request: pytest.FixtureRequest) -> str:
-    if request.param == "redis":
-        if not reachable("127.0.0.1", 6379):
-            pytest.skip("Redis is not reachable on 127.0.0.1:6379")
-        return REDIS_URL
-    if not reachable("127.0.0.1", 4222):
-        pytest.skip("NATS is not reachable on 127.0.0.1:4222")
-    return NATS_URL
-
-
-async def test_each_request_is_prepared_and_charged_once(tmp_path: Path, broker: str,
+async def test_each_request_is_prepared_and_charged_once(tmp_path: Path, shared_engine: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     store = SqliteAppStore(tmp_path / "vask.db")
     store.create(APP)
@@ -54,7 +42,7 @@ async def test_each_request_is_prepared_and_charged_once(tmp_path: Path, broker:
         return real_prepare(method, path, *args)
 
     monkeypatch.setattr(rest, "prepare", prepare)
-    async with running(data_dir=tmp_path, broker=broker, broker_prefix=f"vt{uuid.uuid4().hex[:10]}",
+    async with running(data_dir=tmp_path, broker=shared_engine, broker_prefix=f"vt{uuid.uuid4().hex[:10]}",
                        node_timeout=2.0, app_cache_ttl=60.0) as (state, port):
         assert state.cluster is not None  # a cluster node, with one node here
         charged: list[str] = []

@@ -101,6 +101,18 @@ def events(client: Client, channel: str = ROOM) -> list[tuple[str, Any]]:
     return [(f["event"], f.get("data")) for f in client.frames() if f.get("channel") == channel]
 
 
+async def ann_on_a_and_bob_on_b(cluster: Cluster) -> tuple[Node, Node, Client, Client]:
+    """Two nodes with one presence member each, settled: frames read and webhooks forgotten so far."""
+    a, b = await cluster.start("a", "b")
+    ann, bob = a.connect(), b.connect()
+    ann.join(ROOM, "ann")
+    bob.join(ROOM, "bob")
+    await cluster.settle()
+    ann.frames(), bob.frames()
+    cluster.webhooks.calls.clear()
+    return a, b, ann, bob
+
+
 def test_a_member_on_one_node_is_seen_on_the_other_and_reported_once() -> None:
     async def body(cluster: Cluster) -> None:
         a, b = await cluster.start("a", "b")
@@ -123,13 +135,7 @@ def test_a_member_on_one_node_is_seen_on_the_other_and_reported_once() -> None:
 
 def test_a_crashed_nodes_members_leave_after_node_timeout_once() -> None:
     async def body(cluster: Cluster) -> None:
-        a, b = await cluster.start("a", "b")
-        ann, bob = a.connect(), b.connect()
-        ann.join(ROOM, "ann")
-        bob.join(ROOM, "bob")
-        await cluster.settle()
-        bob.frames()
-        cluster.webhooks.calls.clear()
+        a, b, _ann, bob = await ann_on_a_and_bob_on_b(cluster)
         await a.crash()
         await cluster.settle(NODE_TIMEOUT - 1)
         assert cluster.hooks() == []  # not yet judged dead
@@ -144,13 +150,7 @@ def test_a_crashed_nodes_members_leave_after_node_timeout_once() -> None:
 
 def test_a_store_outage_longer_than_node_timeout_reaps_nobody_and_reports_nothing() -> None:
     async def body(cluster: Cluster) -> None:
-        a, b = await cluster.start("a", "b")
-        ann, bob = a.connect(), b.connect()
-        ann.join(ROOM, "ann")
-        bob.join(ROOM, "bob")
-        await cluster.settle()
-        ann.frames(), bob.frames()
-        cluster.webhooks.calls.clear()
+        a, b, ann, bob = await ann_on_a_and_bob_on_b(cluster)
         cluster.space.go_down()
         await cluster.settle(NODE_TIMEOUT * 3)
         assert not a.replicator.healthy and not b.replicator.healthy
@@ -166,13 +166,7 @@ def test_a_store_outage_longer_than_node_timeout_reaps_nobody_and_reports_nothin
 
 def test_a_store_that_lost_its_data_is_repopulated_without_webhooks() -> None:
     async def body(cluster: Cluster) -> None:
-        a, b = await cluster.start("a", "b")
-        ann, bob = a.connect(), b.connect()
-        ann.join(ROOM, "ann")
-        bob.join(ROOM, "bob")
-        await cluster.settle()
-        ann.frames(), bob.frames()
-        cluster.webhooks.calls.clear()
+        a, _b, ann, bob = await ann_on_a_and_bob_on_b(cluster)
         cluster.space.lose_data()
         await cluster.settle(NODE_TIMEOUT * 2)
         assert cluster.hooks() == []
