@@ -41,7 +41,7 @@ def handshake(path: str, headers: list[tuple[str, str]], max_size: int) -> tuple
 
 def opening_error(query: str, state: ServerState) -> tuple[int, str] | None:
     """Checks that need no app: protocol version, shutdown, node capacity."""
-    versions = parse_qs(query).get("protocol")
+    versions = _protocol_versions(query)
     if versions:
         try:
             version = int(versions[0])
@@ -55,6 +55,14 @@ def opening_error(query: str, state: ServerState) -> tuple[int, str] | None:
     if limit is not None and state.hub.connection_count >= limit:
         return c.OVER_CAPACITY, "Over capacity: this server has reached its connection limit"
     return None
+
+
+def _protocol_versions(query: str) -> list[str] | None:
+    """parse_qs(query).get("protocol"), without parse_qs for the plain queries pusher-js sends."""
+    if "%" in query or "+" in query:
+        return parse_qs(query).get("protocol")
+    found = [part[9:] for part in query.split("&") if part.startswith("protocol=") and len(part) > 9]
+    return found or None
 
 
 def app_error(key: str, app: App | None, state: ServerState) -> tuple[int, str] | None:
