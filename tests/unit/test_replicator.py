@@ -179,13 +179,7 @@ def test_a_store_that_lost_its_data_is_repopulated_without_webhooks() -> None:
 
 def test_leaving_one_node_and_rejoining_on_another_within_the_delay_reports_nothing() -> None:
     async def body(cluster: Cluster) -> None:
-        a, b = await cluster.start("a", "b")
-        watcher = b.connect()
-        watcher.join(ROOM, "watcher")
-        first = a.connect()
-        first.join(ROOM, "ann")
-        await cluster.settle()
-        cluster.webhooks.calls.clear()
+        _, b, first, _watcher = await ann_on_a_and_bob_on_b(cluster)
         first.disconnect()
         await cluster.settle(DELAY / 3)
         again = b.connect()
@@ -198,13 +192,7 @@ def test_leaving_one_node_and_rejoining_on_another_within_the_delay_reports_noth
 
 def test_leaving_for_longer_than_the_delay_reports_the_departure_once() -> None:
     async def body(cluster: Cluster) -> None:
-        a, b = await cluster.start("a", "b")
-        watcher = b.connect()
-        watcher.join(ROOM, "watcher")
-        ann = a.connect()
-        ann.join(ROOM, "ann")
-        await cluster.settle()
-        cluster.webhooks.calls.clear()
+        _, _, ann, _watcher = await ann_on_a_and_bob_on_b(cluster)
         ann.disconnect()
         await cluster.settle(DELAY - 1)
         assert cluster.hooks() == []  # held

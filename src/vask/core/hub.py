@@ -306,7 +306,7 @@ class Hub:
             state.watchers.setdefault(watched, {})[conn] = None
         self._watchlist_status(state, conn)
         if first:
-            self._user_online(state, user_id)
+            self._user_changed(state, user_id, True)
 
     def _watchlist_status(self, state: AppState, conn: Connection) -> None:
         if self.replica is not None:
@@ -316,21 +316,18 @@ class Hub:
         if frame is not None:
             conn.send(frame)
 
-    def _user_online(self, state: AppState, user_id: str) -> None:
+    def _user_changed(self, state: AppState, user_id: str, online: bool) -> None:
+        """A user's first connection signed in, or its last one went (cluster-wide: the replica decides)."""
         if self.replica is not None:
             self.replica.user_changed(state.app.id, user_id)
         else:
-            self.notify_watchers(state, user_id, True)
+            self.notify_watchers(state, user_id, online)
 
     def _sign_out(self, state: AppState, conn: Connection) -> None:
         user_id = conn.user_id
         assert user_id is not None
-        if not self._discard(state.users, user_id, conn):
-            return
-        if self.replica is not None:
-            self.replica.user_changed(state.app.id, user_id)
-        else:
-            self.notify_watchers(state, user_id, False)
+        if self._discard(state.users, user_id, conn):
+            self._user_changed(state, user_id, False)
 
     @staticmethod
     def notify_watchers(state: AppState, user_id: str, online: bool) -> None:

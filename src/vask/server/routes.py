@@ -9,7 +9,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 import orjson
 
@@ -17,6 +16,7 @@ from vask.apps.base import App
 from vask.cluster.store import StoreUnavailable
 from vask.console.emit import REFUSED_STATUSES, api_messages, http_refused, reason_of
 from vask.protocol import rest
+from vask.protocol.rest_auth import parse_query
 from vask.server import cors, health
 from vask.server.appcache import AppStoreUnavailable
 from vask.server.messages import OK, HttpRequest, Response
@@ -60,12 +60,8 @@ def _needed(request: HttpRequest) -> tuple[str | None, str | None]:
     app_id = None
     if request.path.startswith("/apps/"):
         app_id = request.path[6:].split("/", 1)[0] or None
-    escaped = "%" in request.query  # the SDKs' queries have no escapes: unquote would change nothing
-    for pair in request.query.split("&"):
-        name, _, value = pair.partition("=")
-        if (unquote(name) if escaped else name).lower() == "auth_key":
-            return app_id, unquote(value) if escaped else value
-    return app_id, None
+    key = next((value for name, value in parse_query(request.query) if name == "auth_key"), None)
+    return app_id, key
 
 
 def _warm(state: ServerState, request: HttpRequest) -> bool:
