@@ -14,8 +14,7 @@ import socket
 import struct
 import time
 
-from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
+from vask.server.wsframes import ServerFrames
 
 
 def close_reason(text: str) -> str:
@@ -31,7 +30,7 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _date: tuple[int, bytes] = (0, b"")
 
 
-def fast_handshake(headers: list[tuple[str, str]], max_size: int) -> tuple[bytes, ServerProtocol | None]:
+def fast_handshake(headers: list[tuple[str, str]], max_size: int) -> tuple[bytes, ServerFrames | None]:
     """The 101 response to a plain, valid upgrade request, byte for byte what websockets writes, at a tenth of its
     cost (it dominates connection churn). Anything unusual returns ``b""``: websockets checks it and answers."""
     seen: dict[str, str] = {}
@@ -60,7 +59,7 @@ def fast_handshake(headers: list[tuple[str, str]], max_size: int) -> tuple[bytes
         _date = (now, email.utils.formatdate(now, usegmt=True).encode())
     raw = (b"HTTP/1.1 101 Switching Protocols\r\nDate: " + _date[1] + b"\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-    return raw, ServerProtocol(max_size=max_size, state=OPEN)
+    return raw, ServerFrames(max_size)
 
 
 def reset(transport: asyncio.Transport) -> None:

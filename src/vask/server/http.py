@@ -14,7 +14,6 @@ from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
-from websockets.server import ServerProtocol
 
 from vask.console import logs
 from vask.console.emit import REFUSED_STATUSES, http_refused
@@ -28,6 +27,7 @@ from vask.server.messages import HttpRequest, Response
 from vask.server.node import ServerState
 from vask.server.proxies import client_address, peer_of
 from vask.server.routes import Deferred, respond, respond_async
+from vask.server.wsframes import ServerFrames
 from vask.server.xhr_session import Receiver
 from vask.tasks import spawn
 
@@ -61,7 +61,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False
         self.timer: asyncio.TimerHandle | None = None
         self.deadline = 0.0  # when the armed timeout is due (vask.server.http._arm)
-        self.ws: ServerProtocol | None = None
+        self.ws: ServerFrames | None = None
         self.conn: Connection | None = None
         self.fragments: list[bytes] = []
         self.early: list[bytes] = []  # frames that arrive before the Pusher handshake finished

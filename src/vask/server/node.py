@@ -20,12 +20,11 @@ from vask.server.metrics import DataPlaneMetrics
 from vask.server.xhr_session import XhrSession
 
 if TYPE_CHECKING:
-    from websockets.server import ServerProtocol
-
     from vask.billing.meter import Meter
     from vask.cluster.replicator import Replicator
     from vask.console.feed import ConsoleFeed
     from vask.console.stats import StatsQuery, StatsRecorder
+    from vask.server.wsframes import ServerFrames
 
 
 class Flusher:
@@ -69,7 +68,7 @@ class HttpPeer(Peer, Protocol):
     state: ServerState
     transport: asyncio.Transport | None
     conn: Connection | None
-    ws: ServerProtocol | None
+    ws: ServerFrames | None
     queue: list[HttpRequest]
     fragments: list[bytes]
     utf8: Any

@@ -1,4 +1,4 @@
-"""The WebSocket side of a connection: handshake via websockets' sans-I/O protocol, Pusher's opening checks."""
+"""The WebSocket side of a connection: the handshake, Pusher's opening checks, and the messages received."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from websockets.datastructures import Headers
-from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from vask.apps.base import App
@@ -18,6 +16,7 @@ from vask.core import session
 from vask.core.connection import Connection
 from vask.protocol import constants as c
 from vask.protocol import frames
+from vask.server.wsframes import BINARY, CONT, INVALID_DATA, TEXT, ServerFrames
 
 if TYPE_CHECKING:
     from vask.server.node import HttpPeer, ServerState
@@ -27,16 +26,16 @@ log = logging.getLogger("vask.ws")
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
-def handshake(path: str, headers: list[tuple[str, str]], max_size: int) -> tuple[bytes, ServerProtocol | None]:
-    """Validate the upgrade request; return the HTTP response bytes and, on success, the frame protocol."""
+def handshake(path: str, headers: list[tuple[str, str]], max_size: int) -> tuple[bytes, ServerFrames | None]:
+    """Validate an unusual upgrade request with websockets; return the HTTP response bytes and, on success,
+    the frame codec."""
     shaker = ServerProtocol(max_size=max_size)
     response = shaker.accept(Request(path, Headers(headers)))
     shaker.send_response(response)
     raw = b"".join(shaker.data_to_send())
     if response.status_code != 101:
         return raw, None
-    # A second protocol starts in OPEN state so that it parses frames only; the handshake is done.
-    return raw, ServerProtocol(max_size=max_size, state=OPEN)
+    return raw, ServerFrames(max_size)
 
 
 def opening_error(query: str, state: ServerState) -> tuple[int, str] | None:
@@ -100,27 +99,27 @@ def establish(proto: HttpPeer | XhrSession, app: App, state: ServerState,
     return conn
 
 
-def receive(proto: HttpPeer, ws: ServerProtocol, data: bytes, state: ServerState) -> None:
+def receive(proto: HttpPeer, ws: ServerFrames, data: bytes, state: ServerState) -> None:
     """Feed bytes to the frame parser and act on every complete frame."""
     ws.receive_data(data)
     conn = proto.conn
     if conn is not None:
         conn.recv_bytes += len(data)
     for frame in ws.events_received():
-        if conn is None or conn.closing or not isinstance(frame, Frame):
+        if conn is None or conn.closing:
             continue
         opcode = frame.opcode
-        # websockets checks the sequence (a CONT always continues a started message), so a CONT frame belongs to
+        # The codec checks the sequence (a CONT always continues a started message), so a CONT frame belongs to
         # the text message in progress when there is a decoder, else to a binary one.
-        if opcode is Opcode.TEXT or (opcode is Opcode.CONT and proto.utf8 is not None):
-            if opcode is Opcode.TEXT:
+        if opcode == TEXT or (opcode == CONT and proto.utf8 is not None):
+            if opcode == TEXT:
                 proto.utf8 = _utf8_decoder()
             try:  # incrementally, so a bad sequence fails at once, not at the end of a long message
                 proto.utf8.decode(frame.data, final=frame.fin)
             except UnicodeDecodeError:
                 proto.fragments.clear()
                 proto.utf8 = None
-                state.hub.close(conn, CloseCode.INVALID_DATA, "Invalid UTF-8 in a text message")
+                state.hub.close(conn, INVALID_DATA, "Invalid UTF-8 in a text message")
                 continue
             proto.fragments.append(bytes(frame.data))
             if sum(len(part) for part in proto.fragments) > state.settings.max_ws_frame_bytes:
@@ -140,16 +139,16 @@ def receive(proto: HttpPeer, ws: ServerProtocol, data: bytes, state: ServerState
                 except Exception:  # a bug must cost one message, not the connection or the process
                     log.exception("error handling a message from %s", conn.socket_id)
                     session.error(state.hub, conn, None, "Internal server error while handling this message")
-        elif opcode is Opcode.BINARY or opcode is Opcode.CONT:
+        elif opcode in (BINARY, CONT):
             if frame.fin:
                 session.error(state.hub, conn, None, "Binary frames are not supported: send JSON text frames")
-        else:  # ping, pong: websockets answers pings itself; both prove the client is alive
+        else:  # ping, pong, close: the codec answers pings itself; each proves the client is alive
             conn.last_seen = state.clock()
             conn.ping_sent_at = None
     proto.send_ws_output()
     if conn is not None and not conn.closing:
         # A started frame or message must complete within ws_frame_timeout, counted from its first byte.
-        if ws.reader.buffer or proto.utf8 is not None:
+        if ws.pending or proto.utf8 is not None:
             if proto.timer is None:
                 proto.arm_frame_timer()
         elif proto.timer is not None:
