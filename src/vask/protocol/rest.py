@@ -208,7 +208,7 @@ def _match(raw_path: str) -> _Route | None:
     parts = raw_path.split("/")
     if parts[0] != "" or any(part == "" for part in parts[1:]):
         return None  # relative, trailing slash or empty segment
-    parts = [unquote(part) for part in parts[1:]]
+    parts = [unquote(part) for part in parts[1:]] if "%" in raw_path else parts[1:]
     n = len(parts)
     if parts[0] == "users":
         # pusher-http-python posts terminate_user_connections here, without /apps/{app_id}.

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from urllib.parse import unquote
 
 from vask.apps.base import App
@@ -72,6 +73,9 @@ class SignedRequest:
         return None
 
 
+_last_query: tuple[str, Params] = ("", ())
+
+
 def parse_query(raw_query: str) -> Params:
     """Split a raw query string into (key, value) pairs: percent-decoded, keys lower-cased, duplicates kept.
 
@@ -79,6 +83,11 @@ def parse_query(raw_query: str) -> Params:
     percent-encode them; decoding makes both sign the same string. ``+`` is left alone: the SDKs that do not
     escape would send a literal ``+`` and sign it as such.
     """
+    global _last_query
+    # The server asks twice per request (which app to warm, then the signature): the second is a look-up.
+    last = _last_query
+    if last[0] == raw_query:
+        return last[1]
     pairs: list[tuple[str, str]] = []
     escaped = "%" in raw_query  # what the SDKs send has no escapes: unquote would return every part unchanged
     for part in raw_query.split("&"):
@@ -88,7 +97,9 @@ def parse_query(raw_query: str) -> Params:
         if escaped:
             key, value = unquote(key), unquote(value)
         pairs.append((key.lower(), value))
-    return tuple(pairs)
+    params = tuple(pairs)
+    _last_query = (raw_query, params)
+    return params
 
 
 def string_to_sign(method: str, raw_path: str, params: Iterable[tuple[str, str]]) -> str:
@@ -96,7 +107,7 @@ def string_to_sign(method: str, raw_path: str, params: Iterable[tuple[str, str]]
 
     The sort is stable, so repeated keys such as ``channels[]`` keep the order they were sent in.
     """
-    signed = sorted((pair for pair in params if pair[0] != AUTH_SIGNATURE), key=lambda pair: pair[0])
+    signed = sorted((pair for pair in params if pair[0] != AUTH_SIGNATURE), key=itemgetter(0))
     query = "&".join(f"{key}={value}" for key, value in signed)
     return f"{method.upper()}\n{raw_path}\n{query}"
 
