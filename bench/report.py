@@ -54,6 +54,94 @@ def _ms(path: str, q: str) -> Callable[[Row], float | None]:
     return lambda r: r.get(path, {}).get(q)
 
 
+def _http(runs: list[Row]) -> str:
+    return (f"{_med(_values(runs, _ms('http_ms', 'p50')), '{:.2f}', spread=False)} / "
+            f"{_med(_values(runs, _ms('http_ms', 'p99')), '{:.2f}', spread=False)}")
+
+
+def _get(key: str) -> Callable[[Row], float | None]:
+    return lambda r: r.get(key)
+
+
+def _vs_soketi(results: list[Row], kind: str, title: str, main: tuple[str, str],
+               other: tuple[str, str]) -> list[str]:
+    """One row per scenario: ``main`` (column name, result key) for both servers and their ratio, then ``other``,
+    HTTP publish latency and loss."""
+    (main_name, main_key), (other_name, other_key) = main, other
+    out = [title, "",
+           f"| scenario | Vask {main_name} | Soketi {main_name} | Vask ÷ Soketi | Vask {other_name} | "
+           f"Soketi {other_name} | HTTP p50 / p99 ms (V) | HTTP p50 / p99 ms (S) | lost / dup (V, S) |",
+           "|---|---:|---:|---:|---:|---:|---|---|---|"]
+    for label in _labels(results, kind):
+        v, s = _runs(results, kind, label, "vask"), _runs(results, kind, label, "soketi")
+        out.append(f"| {label} | {_med(_values(v, _get(main_key)))} | {_med(_values(s, _get(main_key)))} | "
+                   f"**{_med(_ratios(v, s, _get(main_key)), '{:.2f}')}** | {_med(_values(v, _get(other_key)))} | "
+                   f"{_med(_values(s, _get(other_key)))} | {_http(v)} | {_http(s)} | {_loss(v)}, {_loss(s)} |")
+    return [*out, ""]
+
+
+def _publish_floor(results: list[Row]) -> list[str]:
+    ppc = _get("publishes_per_cpu_s")
+    out = ["### The floor for per-user publishes: C reference server, 1 write per delivery (bench/refserver.c)", "",
+           "| scenario | C publishes/CPU-s | Vask publishes/CPU-s | Soketi publishes/CPU-s | Vask ÷ C | Soketi ÷ C | "
+           "lost / dup (C) |", "|---|---:|---:|---:|---:|---:|---|"]
+    for label in _labels(results, "publish"):
+        c, v, s = (_runs(results, "publish", label, n) for n in ("c-write", "vask", "soketi"))
+        out.append(f"| {label} | {_med(_values(c, ppc))} | {_med(_values(v, ppc))} | {_med(_values(s, ppc))} | "
+                   f"{_med(_ratios(v, c, ppc), '{:.2f}')} | {_med(_ratios(s, c, ppc), '{:.2f}')} | {_loss(c)} |")
+    return [*out, "", "The C server checks no signature, parses no JSON and keeps no app; it routes by channel name.",
+            ""]
+
+
+def _publish_rate(results: list[Row]) -> list[str]:
+    out = ["### HTTP publish latency on per-user private channels at fixed rates (1,000 channels x 1 subscriber), "
+           "ms", "",
+           "| rate | server | HTTP publish p50 | HTTP publish p99 | end-to-end p50 | end-to-end p99 | server CPU | "
+           "late / backlog | lost / dup |", "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for label in _labels(results, "publish_rate"):
+        for name in ("vask", "soketi"):
+            runs = _runs(results, "publish_rate", label, name)
+            if not runs:
+                continue
+            out.append(
+                f"| {label.split(', ')[-1]} | {name} | {_med(_values(runs, _ms('http_ms', 'p50')), '{:.2f}')} | "
+                f"{_med(_values(runs, _ms('http_ms', 'p99')), '{:.2f}')} | "
+                f"{_med(_values(runs, _ms('e2e_ms', 'p50')), '{:.2f}')} | "
+                f"{_med(_values(runs, _ms('e2e_ms', 'p99')), '{:.2f}')} | "
+                f"{_med(_values(runs, _get('server_cpu_pct')), '{:.0f}%', spread=False)} | "
+                f"{sum(r['late'] for r in runs)} / {sum(r['backlog'] for r in runs)} | {_loss(runs)} |")
+    return [*out, ""]
+
+
+def _ms_list(runs: list[Row], path: str, *qs: str) -> str:
+    return " / ".join(_med(_values(runs, _ms(path, q)), "{:.2f}", spread=False) for q in qs)
+
+
+def _presence(results: list[Row]) -> list[str]:
+    out: list[str] = []
+    for label in _labels(results, "presence"):
+        out += [f"### Presence joins ({label}; server CPU over joins and leaves)", "",
+                "| server | joins | server CPU µs per join (+ its leave) | Vask ÷ Soketi (joins/CPU-s) | "
+                "member_added at all members in p50 / p99 / max ms | member_removed p50 / p99 ms | "
+                "subscription_succeeded p50 / p99 ms | joins lost | member_added / member_removed missing | dups |",
+                "|---|---:|---:|---:|---|---|---|---:|---|---:|"]
+        v, s = _runs(results, "presence", label, "vask"), _runs(results, "presence", label, "soketi")
+        for name, runs in (("vask", v), ("soketi", s)):
+            if not runs:
+                continue
+            ratio = f"**{_med(_ratios(v, s, _get('joins_per_cpu_s')), '{:.2f}')}**" if name == "vask" else ""
+            out.append(
+                f"| {name} | {sum(r['joins'] for r in runs):,} | {_med(_values(runs, _get('cpu_us_per_join')))} | "
+                f"{ratio} | {_ms_list(runs, 'join_ms', 'p50', 'p99', 'max')} | "
+                f"{_ms_list(runs, 'leave_ms', 'p50', 'p99')} | {_ms_list(runs, 'subscribed_ms', 'p50', 'p99')} | "
+                f"{sum(r['joins_lost'] for r in runs)} | "
+                f"{sum(r['added_missing'] for r in runs)} / {sum(r['removed_missing'] for r in runs)} | "
+                f"{sum(r['added_dups'] + r['removed_dups'] for r in runs)} |")
+        out += ["", "A join awaits member_added at every member whose subscription_succeeded had come when its "
+                "subscribe was sent; a member leaves only after what it awaits has come (or 1 s, then missing).", ""]
+    return out
+
+
 def render(machine: dict[str, str], results: list[Row]) -> str:
     reps = max((r["rep"] for r in results), default=0) + 1
     out = [f"Run {machine['date']} on {machine['cpu']} ({machine['cores']} cores), kernel {machine['kernel']}; "
@@ -98,6 +186,25 @@ def render(machine: dict[str, str], results: list[Row]) -> str:
                 f"{_med(_values(v, _ms('http_ms', 'p50')), '{:.2f}', spread=False)} / "
                 f"{_med(_values(v, _ms('http_ms', 'p99')), '{:.2f}', spread=False)} | {_loss(v)}, {_loss(s)} |")
         out.append("")
+
+    if any(r.get("kind") == "publish" and r.get("server") == "c-write" for r in results):
+        out += _publish_floor(results)
+
+    if any(r.get("kind") == "batch" for r in results):
+        out += _vs_soketi(results, "batch", "### batch_events to per-user private channels (10 events per request to "
+                          "10 channels, one subscriber each)", ("events/CPU-s", "events_per_cpu_s"),
+                          ("requests/CPU-s", "publishes_per_cpu_s"))
+
+    if any(r.get("kind") == "multi" for r in results):
+        out += _vs_soketi(results, "multi", "### One trigger to 10 per-user private channels (\"channels\": [10], "
+                          "one subscriber each)", ("publishes/CPU-s", "publishes_per_cpu_s"),
+                          ("deliveries/CPU-s", "deliveries_per_cpu_s"))
+
+    if any(r.get("kind") == "publish_rate" for r in results):
+        out += _publish_rate(results)
+
+    if any(r.get("kind") == "presence" for r in results):
+        out += _presence(results)
 
     if any(r.get("server") == "c-pass" for r in results):
         out += ["### The physical limit: C reference server on the same harness (bench/refserver.c)", "",

@@ -6,7 +6,7 @@ own and Soketi's discovery broadcasts reach nothing. Each server runs pinned to 
 ``--reps`` times, interleaved (vask, soketi, vask, soketi, ...), each on a freshly started server. Server CPU
 is user+sys from /proc/PID/stat (with descendants); RSS from /proc/PID/status.
 
-    python bench/run.py                    # everything (about 15 minutes)
+    python bench/run.py                    # everything (about 20 minutes)
     python bench/run.py --quick            # one repetition, shorter runs
     python bench/run.py --only fanout,memory --servers vask
 
@@ -211,11 +211,8 @@ def read_line(proc: subprocess.Popen[str], want: str) -> str:
 # -- scenarios -----------------------------------------------------------------------------------------
 
 
-def fanout(server: Server, subs: int, channels: int, publish: str, duration: float,
-           pub_port: int = PORT, private: bool = False) -> dict[str, Any]:
-    gen = loadgen(["--subs", str(subs), "--channels", str(channels), "--publish", publish,
-                   "--duration", str(duration), "--pub-conns", "16" if private else "8", "--sync",
-                   "--pub-port", str(pub_port), *(["--private"] if private else [])])
+def measured_phase(server: Server, gen: subprocess.Popen[str]) -> dict[str, Any]:
+    """Server CPU and RSS around the measured phase of a ``--sync`` load generator; its result with them."""
     assert gen.stdin is not None
     read_line(gen, "ready")
     time.sleep(0.5)  # let subscription bookkeeping settle before the measured phase
@@ -228,9 +225,39 @@ def fanout(server: Server, subs: int, channels: int, publish: str, duration: flo
     gen.wait()
     cpu = cpu1 - cpu0
     result.update(server_cpu_s=round(cpu, 3), rss_before_kb=rss0, rss_after_kb=rss1,
-                  deliveries_per_cpu_s=round(result["delivered"] / cpu, 1) if cpu > 0 else None,
-                  publishes_per_cpu_s=round(result["acked"] / cpu, 1) if cpu > 0 else None,
                   server_cpu_pct=round(100 * cpu / result["window_s"], 1) if result["window_s"] else None)
+    return result
+
+
+def per_cpu_s(count: float, cpu: float) -> float | None:
+    return round(count / cpu, 1) if cpu > 0 else None
+
+
+def fanout(server: Server, subs: int, channels: int, publish: str, duration: float,
+           pub_port: int = PORT, private: bool = False, batch: int = 1, multi: int = 1,
+           pub_conns: int | None = None) -> dict[str, Any]:
+    """``batch``: events per batch_events request; ``multi``: channels per trigger (1: a plain publish)."""
+    conns = pub_conns or (16 if private else 8)
+    gen = loadgen(["--subs", str(subs), "--channels", str(channels), "--publish", publish,
+                   "--duration", str(duration), "--pub-conns", str(conns), "--sync",
+                   "--pub-port", str(pub_port), *(["--private"] if private else []),
+                   *(["--batch", str(batch)] if batch > 1 else []), *(["--multi", str(multi)] if multi > 1 else [])])
+    result = measured_phase(server, gen)
+    cpu = result["server_cpu_s"]
+    result.update(deliveries_per_cpu_s=per_cpu_s(result["delivered"], cpu),
+                  publishes_per_cpu_s=per_cpu_s(result["acked"], cpu),  # HTTP requests
+                  events_per_cpu_s=per_cpu_s(result["events_acked"], cpu))
+    return result
+
+
+def presence(server: Server, members: int, rate: float, duration: float) -> dict[str, Any]:
+    """Members join presence-bench one after another, then leave, ``rate`` joins or leaves per second."""
+    gen = loadgen(["--mode", "presence", "--subs", str(members), "--join-rate", str(rate),
+                   "--duration", str(duration), "--sync"])
+    result = measured_phase(server, gen)
+    cpu, joins = result["server_cpu_s"], result["joins"]
+    result.update(joins_per_cpu_s=per_cpu_s(joins, cpu),  # a join and its leave; both in the phase
+                  cpu_us_per_join=round(1e6 * cpu / joins, 1) if joins else None)
     return result
 
 
@@ -298,6 +325,16 @@ def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
         # What a Django app mostly does: notify one user on their own private channel (issue #13).
         ("publish", "1000 private channels x 1 subscriber, 16 publishes in flight",
          dict(subs=1000, channels=1000, publish="closed:16", duration=d, private=True)),
+        ("batch", "1000 private channels x 1 subscriber, batch_events of 10, 16 requests in flight",
+         dict(subs=1000, channels=1000, publish="closed:16", duration=d, private=True, batch=10)),
+        ("multi", "1000 private channels x 1 subscriber, one trigger to 10 channels, 16 in flight",
+         dict(subs=1000, channels=1000, publish="closed:16", duration=d, private=True, multi=10)),
+        ("publish_rate", "1000 private channels x 1 subscriber, 100 publishes/s",
+         dict(subs=1000, channels=1000, publish="rate:100", duration=d + 1, private=True)),
+        ("publish_rate", "1000 private channels x 1 subscriber, 1000 publishes/s",
+         dict(subs=1000, channels=1000, publish="rate:1000", duration=d + 1, private=True, pub_conns=64)),
+        ("presence", "100 members join presence-bench one by one, then leave, 200 joins or leaves/s",
+         dict(members=100, rate=200.0, duration=d + 1)),
         ("latency", "1000 subs, 10 publishes/s", dict(subs=1000, channels=1, publish="rate:10", duration=d + 3)),
         ("latency", "1000 subs, 50 publishes/s", dict(subs=1000, channels=1, publish="rate:50", duration=d + 3)),
         ("latency", "1000 subs, 100 publishes/s", dict(subs=1000, channels=1, publish="rate:100", duration=d + 3)),
@@ -314,8 +351,10 @@ def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def run_one(kind: str, server: Server, params: dict[str, Any]) -> dict[str, Any]:
-    if kind in ("fanout", "publish", "latency", "django", "cluster", "crossnode"):
+    if kind in ("fanout", "publish", "batch", "multi", "publish_rate", "latency", "django", "cluster", "crossnode"):
         return fanout(server, **params)
+    if kind == "presence":
+        return presence(server, **params)
     if kind == "memory":
         return memory(server, **params)
     return churn(server, **params)
@@ -354,10 +393,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one repetition, shorter runs")
     parser.add_argument("--only", default="",
-                        help="comma-separated kinds: fanout,publish,latency,memory,churn,cluster,crossnode,django")
+                        help="comma-separated kinds: fanout,publish,batch,multi,publish_rate,presence,latency,memory,"
+                        "churn,cluster,crossnode,django")
     parser.add_argument("--servers", default="vask,soketi")
     parser.add_argument("--out", default=str(BENCH / "results"))
-    parser.add_argument("--no-limit", action="store_true", help="skip the C reference server in fan-out runs")
+    parser.add_argument("--no-limit", action="store_true",
+                        help="skip the C reference server in fan-out and publish runs")
     args = parser.parse_args()
     if os.environ.get("VASK_BENCH_NETNS") != "1":
         # Re-run inside a private network namespace: loopback only, nothing reaches the host's network.
@@ -386,6 +427,8 @@ def main() -> None:
                  "crossnode": ["vask-2nodes"]}.get(kind, servers)
         if kind == "fanout" and not args.no_limit:
             names = [*names, "c-write", "c-pass"]  # the physical limit, measured in the same repetition
+        if kind == "publish" and not args.no_limit:
+            names = [*names, "c-write"]  # the floor for per-user publishes (refserver routes by channel name)
         if kind == "django" and not (DJANGO_VENV / "bin/python").exists():
             print("skipping the Django anchor: run `make bench-django`", flush=True)
             continue
