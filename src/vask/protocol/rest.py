@@ -64,7 +64,8 @@ class Operation(Enum):
 READ_OPERATIONS = frozenset({Operation.CHANNELS, Operation.CHANNEL, Operation.USERS})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~5x (object.__setattr__ per field) and one is built per request.
+@dataclass(slots=True)
 class RestResponse:
     status: int
     body: bytes
@@ -77,7 +78,8 @@ class RestResponse:
         return self.body.decode()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~5x (object.__setattr__ per field) and one is built per request.
+@dataclass(slots=True)
 class RestCall:
     """An authenticated, validated request, ready to run against the hub."""
 
@@ -93,7 +95,7 @@ class RestCall:
     broadcasts: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "broadcasts", sum(len(event.channels) for event in self.events))
+        self.broadcasts = sum(len(event.channels) for event in self.events)
 
     @property
     def is_read(self) -> bool:
@@ -101,7 +103,8 @@ class RestCall:
         return self.operation in READ_OPERATIONS
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~5x (object.__setattr__ per field) and one is built per request.
+@dataclass(slots=True)
 class _Route:
     operation: Operation
     app_id: str | None  # None for /users/{id}/terminate_connections: the app comes from auth_key
