@@ -104,3 +104,15 @@ def test_check_auth_non_ascii_does_not_raise() -> None:
     message = "1234.1234:private-foobar"
     assert check_auth(KEY, SECRET, message, f"{KEY}:é{PRIVATE}") is not None
     assert check_auth("ключ", SECRET, message, f"ключ:{sign(SECRET, message)}") is None
+
+
+def test_sign_with_many_secrets_in_turn() -> None:
+    """sign() keeps a keyed HMAC per secret: signatures stay right across secrets and past its bound."""
+    import hashlib
+    import hmac
+
+    for i in range(1100):
+        secret = f"secret-{i % 1030}"
+        message = f"{SOCKET}:private-{i}"
+        assert sign(secret, message) == hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    assert sign(SECRET, VECTORS[0][0]) == PRIVATE

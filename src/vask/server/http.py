@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from http import HTTPStatus
@@ -235,9 +236,7 @@ class HttpProtocol(asyncio.Protocol):
     def _write_response(self, response: Response, keep_alive: bool) -> None:
         assert self.transport is not None
         keep_alive = keep_alive and not self.state.shutting_down
-        status = HTTPStatus(response.status)
-        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {response.content_type}\r\n"
-                f"Content-Length: {len(response.body)}\r\n")
+        head = _head(response.status, response.content_type) + f"Content-Length: {len(response.body)}\r\n"
         for name, value in response.headers:
             head += f"{name}: {value}\r\n"
         if not keep_alive:
@@ -471,6 +470,12 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.ws is None and self.transport is not None and not self.busy and not self.transport.is_closing():
             self.transport.resume_reading()
+
+
+@functools.lru_cache(maxsize=64)
+def _head(status: int, content_type: str) -> str:
+    """The status line and Content-Type of a response: a handful of pairs, built once each."""
+    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:
