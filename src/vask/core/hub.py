@@ -259,7 +259,7 @@ class Hub:
         else:
             found = state.channels.get(channel)
             targets = found.subscribers if found else {}
-            if channel_type(channel).cache:
+            if "cache-" in channel and channel_type(channel).cache:  # every cache prefix has "cache-"
                 state.cache[channel] = Cached(event, data, self.clock() + c.CACHE_TTL)
         return self.fan_out(targets, frame, exclude_socket_id)
 

@@ -45,9 +45,11 @@ class Observers(Observer):
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = list(observers)
+        self.bound: dict[str, list[Any]] = {}  # per hook, the bound methods of the observers that override it
 
     def add(self, observer: Observer) -> None:
         self.observers.append(observer)
+        self.bound.clear()
 
     def refuse_broadcasts(self, app: App, count: int) -> str | None:
         for observer in self.observers:
@@ -62,12 +64,19 @@ class Observers(Observer):
 
 
 def _forward(name: str) -> Any:
+    default = getattr(Observer, name)
+
     def call(self: Observers, *args: Any) -> None:
-        for observer in self.observers:
+        # Only the observers that override the hook, bound once: ``broadcast`` runs on every publish.
+        methods = self.bound.get(name)
+        if methods is None:
+            methods = self.bound[name] = [getattr(observer, name) for observer in self.observers
+                                          if getattr(type(observer), name, default) is not default]
+        for method in methods:
             try:
-                getattr(observer, name)(*args)
+                method(*args)
             except Exception:
-                log.exception("observer %s failed in %s", type(observer).__name__, name)
+                log.exception("observer %s failed in %s", type(method.__self__).__name__, name)
     call.__name__ = name
     return call
 

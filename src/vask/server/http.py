@@ -447,9 +447,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def _close_after_flush(self) -> None:
         """Close once the last bytes are sent; a client that never reads them is dropped after close_timeout."""
-        assert self.transport is not None
-        self.transport.close()
-        self._arm(self.state.settings.close_timeout)
+        transport = self.transport
+        assert transport is not None
+        transport.close()
+        # Plain TCP with nothing left to send closes at once: no timer to create and cancel (connection churn).
+        if transport.get_write_buffer_size() or self.state.settings.ssl_cert is not None:
+            self._arm(self.state.settings.close_timeout)
 
     def _wait_request(self) -> None:
         """The socket waits for a request again: it counts as half-open; too many drop the oldest."""
