@@ -8,6 +8,7 @@ private channels, and feeds ``HttpProtocol.data_received`` whole signed ``POST /
 round-robin over the channels, as the per-user-channels benchmark does, on uvloop; transports write nowhere.
 
     python bench/http_cost.py HEAD~1 HEAD --reps 10
+    python bench/http_cost.py HEAD~1 HEAD --batch 10     # batch_events of 10 events to 10 channels
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from vask.server.appcache import AppCache
 from vask.server.http import HttpProtocol
 from vask.server.node import Flusher, ServerState
 
-channels, requests = int(sys.argv[1]), int(sys.argv[2])
+channels, requests, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 APP = App(id="1", key="app-key", secret="app-secret")
 
 
@@ -53,12 +54,19 @@ class Loop:
     def call_soon(self, callback, *args): pass  # the flush pass is run by hand below
 
 
-def signed(channel):
-    body = json.dumps({"name": "bench", "channel": channel, "data": "@@" + "x" * 98}).encode()
+def signed(i):
+    event = {"name": "bench", "data": "@@" + "x" * 98}
+    if batch > 1:  # batch_events to consecutive channels, as the benchmark's --batch does
+        path = "/apps/1/batch_events"
+        body = json.dumps({"batch": [{**event, "channel": f"private-bench-{(i + k) % channels}"}
+                                     for k in range(batch)]}).encode()
+    else:
+        path = "/apps/1/events"
+        body = json.dumps({**event, "channel": f"private-bench-{i}"}).encode()
     query = (f"auth_key=app-key&auth_timestamp={int(time.time())}&auth_version=1.0"
              f"&body_md5={hashlib.md5(body).hexdigest()}")
-    signature = hmac.new(b"app-secret", f"POST\n/apps/1/events\n{query}".encode(), hashlib.sha256).hexdigest()
-    return (f"POST /apps/1/events?{query}&auth_signature={signature} HTTP/1.1\r\nHost: 127.0.0.1:6001\r\n"
+    signature = hmac.new(b"app-secret", f"POST\n{path}\n{query}".encode(), hashlib.sha256).hexdigest()
+    return (f"POST {path}?{query}&auth_signature={signature} HTTP/1.1\r\nHost: 127.0.0.1:6001\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
@@ -105,7 +113,7 @@ async def main():
         proto = HttpProtocol(state)
         proto.connection_made(Transport())
         protos.append(proto)
-    payloads = [signed(f"private-bench-{i}") for i in range(channels)]
+    payloads = [signed(i) for i in range(channels)]
     for i in range(requests // 10):  # warm-up
         protos[i % 16].data_received(payloads[i % channels])
         flusher.flush()
@@ -135,9 +143,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--channels", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=1, help="events per request (batch_events when > 1)")
     args = parser.parse_args()
-    compare(CHILD, [str(args.channels), str(args.requests)], args.before, args.after, args.reps,
-            "us_per_request", "per signed publish")
+    compare(CHILD, [str(args.channels), str(args.requests), str(args.batch)], args.before, args.after, args.reps,
+            "us_per_request", "per signed publish" if args.batch == 1 else f"per batch of {args.batch}")
 
 
 if __name__ == "__main__":
