@@ -1,4 +1,4 @@
-"""The byte-level pieces of a WebSocket connection's edges: the fast 101 answer, close reasons, and the reset
+"""The byte-level pieces of a WebSocket connection's edges: the fast 101 answer and the reset
 that drops a client which stopped reading."""
 
 from __future__ import annotations
@@ -15,15 +15,6 @@ import struct
 import time
 
 from vask.server.wsframes import ServerFrames
-
-
-def close_reason(text: str) -> str:
-    """A close frame carries at most 123 bytes of reason; the full text went out in the pusher:error frame."""
-    data = text.encode()
-    if len(data) <= 123:
-        return text
-    return data[:120].decode(errors="ignore") + "..."
-
 
 _TOKENS = re.compile(r"[A-Za-z0-9-]+(?:[ \t]*,[ \t]*[A-Za-z0-9-]+)*")
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

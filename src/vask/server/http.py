@@ -23,7 +23,7 @@ from vask.protocol import frames, sockjs
 from vask.protocol.constants import MAX_HTTP_HEADER_BYTES as MAX_HEADER_BYTES
 from vask.server import websocket, xhr
 from vask.server.appcache import AppStoreUnavailable
-from vask.server.handshake import close_reason, fast_handshake, reset
+from vask.server.handshake import fast_handshake, reset
 from vask.server.messages import HttpRequest, Response
 from vask.server.node import ServerState
 from vask.server.proxies import client_address, peer_of
@@ -374,7 +374,7 @@ class HttpProtocol(asyncio.Protocol):
         if app_id is not None and console.watching(app_id):
             console.note(app_id, "error", None, None, code=code, message=reason, refused=True)
         self.transport.write(frames.ws_frame(frames.encode_error(code, reason)))
-        self.ws.send_close(code, close_reason(reason))
+        self.ws.send_close(code, reason)
         self.send_ws_output()
         self._arm(self.state.settings.close_timeout)
 
@@ -405,7 +405,7 @@ class HttpProtocol(asyncio.Protocol):
             self.write(self.conn.take_outbox())
         if self.ws is not None and self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(Exception):  # already closing: nothing more to say
-                self.ws.send_close(code, close_reason(reason))
+                self.ws.send_close(code, reason)
             self.send_ws_output()
             self._arm(self.state.settings.close_timeout)
 

@@ -50,7 +50,8 @@ def control_frame(opcode: int, payload: bytes) -> bytes:
 
 
 def close_payload(code: int, reason: str) -> bytes:
-    """A close frame's payload: at most 123 bytes of reason, cut on a character boundary."""
+    """A close frame's payload: at most 123 bytes of reason, cut on a character boundary (the full text went out
+    in the pusher:error frame)."""
     text = reason.encode()
     if len(text) > 123:
         text = text[:120].decode(errors="ignore").encode() + b"..."
