@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
@@ -97,6 +97,13 @@ _one = st.one_of(
 
 @settings(max_examples=int(os.environ.get("VASK_FUZZ_EXAMPLES", "400")), deadline=None)
 @given(st.lists(_one, min_size=1, max_size=8), st.lists(st.integers(0, 2000), max_size=6))
+# The limit is on the whole message (CI found both): a frame over what is left of it fails 1009 even when it is
+# also out of sequence, and so does a control frame inside a message.
+@example([frame(TEXT, b"\x00", fin=False), frame(0x2, b"z" * LIMIT)], [])
+@example([frame(TEXT, b"\x00" * 38, fin=False), frame(0x0, b"\x00" * 37, fin=False), frame(PING, b"p" * 126)], [])
+@example([frame(TEXT, b"x" * 150, fin=False), frame(0x0, b"x" * 60)], [])
+@example([frame(TEXT, b"x" * 150, fin=False), frame(0x0, b"x" * 50)], [])
+@example([frame(TEXT, b"x" * (LIMIT + 1), rsv=1)], [])
 def test_same_as_websockets(frames: list[bytes], cuts: list[int]) -> None:
     same(split(b"".join(frames), cuts))
 

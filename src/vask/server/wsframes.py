@@ -63,13 +63,14 @@ class ServerFrames:
     (``data_to_send``; an empty chunk means: close the TCP connection once the rest is written, as a server
     does first after a close handshake, RFC 6455 §7.1.1)."""
 
-    __slots__ = ("buffer", "done", "events", "in_message", "max_size", "output", "state")
+    __slots__ = ("buffer", "done", "events", "in_message", "max_size", "message_size", "output", "state")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self.buffer = b""  # the start of a frame not yet complete
         self.state = OPEN
         self.in_message = False  # a fragmented message has started and not ended
+        self.message_size = 0  # the bytes of that message so far: max_size bounds the whole message
         self.done = False  # the TCP close was asked for: later bytes are ignored
         self.events: list[Frame] = []
         self.output: list[bytes] = []
@@ -102,8 +103,6 @@ class ServerFrames:
             raise _Failed(PROTOCOL_ERROR, f"invalid opcode: {opcode}")
         if not second & 0x80:
             raise _Failed(PROTOCOL_ERROR, "incorrect masking: a client must mask its frames")
-        if first & 0x70:
-            raise _Failed(PROTOCOL_ERROR, "reserved bits must be 0")
         length, start = second & 0x7F, pos + 2
         if length == 126:
             if available < 4:
@@ -113,13 +112,17 @@ class ServerFrames:
             if available < 10:
                 return -1
             length, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+        # Like websockets, the limit is on the message: within a fragmented one, any frame gets what is left.
+        limit = self.max_size - self.message_size if self.in_message else self.max_size
+        if length > limit:
+            raise _Failed(TOO_BIG, f"frame with {length} bytes exceeds limit of {limit} bytes")
+        if first & 0x70:
+            raise _Failed(PROTOCOL_ERROR, "reserved bits must be 0")
         if opcode & 0x8:
             if length > 125:
                 raise _Failed(PROTOCOL_ERROR, "control frame too long")
             if not fin:
                 raise _Failed(PROTOCOL_ERROR, "fragmented control frame")
-        if length > self.max_size:
-            raise _Failed(TOO_BIG, f"frame with {length} bytes exceeds limit of {self.max_size} bytes")
         end = start + 4 + length
         if end > len(buf):
             return -1
@@ -131,10 +134,12 @@ class ServerFrames:
             if self.in_message:
                 raise _Failed(PROTOCOL_ERROR, "expected a continuation frame")
             self.in_message = not fin
+            self.message_size = len(data)
         elif opcode == CONT:
             if not self.in_message:
                 raise _Failed(PROTOCOL_ERROR, "unexpected continuation frame")
             self.in_message = not fin
+            self.message_size += len(data)
         elif opcode == PING:
             self.output.append(control_frame(PONG, data))
         elif opcode == CLOSE:
