@@ -80,6 +80,15 @@ class BillingStoreContract:
         (month,) = billing.account_months("2025-06", "acme")
         assert month.peak_connections == 9 and month.plan is not None and month.plan.name == "t2"
 
+    def test_a_batch_recorded_again_is_not_added_twice(self, billing: BillingStore) -> None:
+        # The meter writes a batch again when it could not tell whether the first COMMIT went through.
+        first = batch(AppUsage("acme", "a1", "2025-06", 3, 30, 4), accounts=(AccountMonth("acme", "2025-06", 4),))
+        assert billing.record(first) is True
+        assert billing.record(first) is False
+        same_counts = batch(AppUsage("acme", "a1", "2025-06", 3, 30, 4))
+        assert same_counts.id != first.id and billing.record(same_counts) is True
+        assert billing.app_usage("2025-06") == [AppUsage("acme", "a1", "2025-06", 6, 60, 4)]
+
     def test_empty_batch_is_a_no_op(self, billing: BillingStore) -> None:
         billing.record(batch())
         assert billing.app_usage("2025-06") == []

@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests check behaviour, not speed: on a loaded CI machine hypothesis' 200 ms deadline per example
+# and its too-slow check fail at random (tests/unit/test_envelopes.py did), so neither applies here.
+settings.register_profile("vask", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("vask")
 
 LISTEN_RE = re.compile(r"listening on (wss?)://([^:\s]+):(\d+)")
 

@@ -141,12 +141,12 @@ def test_a_failed_write_is_kept_and_counted_once(store: MemoryBillingStore, cloc
     real = store.record
     calls = 0
 
-    def flaky(batch: UsageBatch) -> None:
+    def flaky(batch: UsageBatch) -> bool:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise OSError("disk full")
-        real(batch)
+        return real(batch)
 
     store.record = flaky  # type: ignore[method-assign]
     publish(meter, ACME_1, 3, deliveries=2)
@@ -158,6 +158,60 @@ def test_a_failed_write_is_kept_and_counted_once(store: MemoryBillingStore, cloc
     meter.flush_now()
     assert store.app_usage("2025-06") == [AppUsage("acme", "a1", "2025-06", 4, 7, 0)]
     assert meter.refuse_broadcasts(ACME_1, 1) is None and meter.refuse_broadcasts(ACME_1, 2) is not None
+
+
+def test_a_write_whose_answer_was_lost_is_not_counted_twice(store: MemoryBillingStore, clock: Clock) -> None:
+    # The database committed the batch, then died before saying so (kill -9 during COMMIT): the meter sees an
+    # error and writes the batch again; the ledger must hold every broadcast once. CI's chaos test found 274
+    # broadcasts recorded for 265 published before this.
+    meter = meter_for(store, clock)
+    real = store.record
+    lost = {"answers": 2}
+
+    def commits_then_fails(batch: UsageBatch) -> bool:
+        recorded = real(batch)
+        if lost["answers"]:
+            lost["answers"] -= 1
+            raise ConnectionError("server closed the connection unexpectedly")
+        return recorded
+
+    store.record = commits_then_fails  # type: ignore[method-assign]
+    publish(meter, ACME_1, 2)
+    meter.flush_now()  # written, answer lost
+    publish(meter, ACME_1, 1)
+    meter.flush_now()  # the same batch again (a no-op in the store), answer lost again; the new one waits
+    assert meter.stats()["failed_flushes"] == 2 and meter.stats()["unflushed_broadcasts"] == 3
+    publish(meter, ACME_1, 1)
+    meter.flush_now()
+    meter.flush_now()
+    assert store.app_usage("2025-06") == [AppUsage("acme", "a1", "2025-06", 4, 0, 0)]
+    assert meter.stats()["unflushed_broadcasts"] == 0
+    assert meter.refuse_broadcasts(ACME_1, 1) is None and meter.refuse_broadcasts(ACME_1, 2) is not None
+
+
+def test_a_failed_read_after_a_write_does_not_write_it_again(store: MemoryBillingStore, clock: Clock) -> None:
+    meter = meter_for(store, clock)
+    real = store.month_totals
+    fail = {"reads": 1}
+
+    def totals(month: str) -> dict[str, int]:
+        if fail["reads"]:
+            fail["reads"] -= 1
+            raise ConnectionError("server closed the connection unexpectedly")
+        return real(month)
+
+    store.month_totals = totals  # type: ignore[method-assign]
+    recorded: list[str] = []
+    real_record = store.record
+    store.record = lambda batch: recorded.append(batch.id) or real_record(batch)  # type: ignore[method-assign]
+    publish(meter, ACME_1, 3)
+    meter.flush_now()
+    assert meter.stats()["failed_flushes"] == 1 and meter.stats()["unflushed_broadcasts"] == 0
+    assert meter.refuse_broadcasts(ACME_1, 2) is None and meter.refuse_broadcasts(ACME_1, 3) is not None
+    meter.flush_now()
+    assert len(recorded) == 2 and len(set(recorded)) == 2  # the second flush sent only what was new
+    assert store.month_totals("2025-06") == {"acme": 3}
+    assert meter.refuse_broadcasts(ACME_1, 2) is None and meter.refuse_broadcasts(ACME_1, 3) is not None
 
 
 def test_month_rollover_at_the_utc_boundary(store: MemoryBillingStore, clock: Clock) -> None:

@@ -3,12 +3,15 @@
 The ledger holds one row per (account, app, month) with broadcasts, delivered copies and the app's peak
 concurrent connections, and one row per (account, month) with the account's peak and the plan it was on.
 Writes are *additive* (``record`` adds counts and keeps the larger peak), so several processes or nodes can
-flush their own deltas into one database without coordination.
+flush their own deltas into one database without coordination. Each batch carries an id the store keeps for
+``BATCH_ID_DAYS``: a batch written again (its first COMMIT went through but the answer was lost, so the meter
+could not know) is not added twice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from vask.apps.base import AppStoreError
@@ -41,10 +44,18 @@ class AccountMonth:
     plan: Plan | None = None
 
 
+BATCH_ID_DAYS = 7  # how long a store remembers a batch id: far beyond any retry of one
+
+
+def _batch_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(slots=True)
 class UsageBatch:
     apps: list[AppUsage]
     accounts: list[AccountMonth]
+    id: str = field(default_factory=_batch_id)  # the same id when the meter writes the batch again
 
     def __bool__(self) -> bool:
         return bool(self.apps or self.accounts)
@@ -58,8 +69,9 @@ class BillingStore(Protocol):
     """Durable plans, accounts and usage. Blocking calls: the server runs them in a worker thread.
 
     Guarantees: the default plans and the default account exist after opening (created if missing, never
-    overwritten); ``record`` is atomic (all of a batch or none of it) and additive; reads of usage return
-    what was recorded by every process sharing the database.
+    overwritten); ``record`` is atomic (all of a batch or none of it), additive, and idempotent per batch id
+    (a batch recorded again is a no-op); reads of usage return what was recorded by every process sharing the
+    database.
     """
 
     # plans
@@ -82,7 +94,8 @@ class BillingStore(Protocol):
         """Replace name and plan. Raises AccountNotFound or PlanNotFound."""
 
     # usage
-    def record(self, batch: UsageBatch) -> None: ...
+    def record(self, batch: UsageBatch) -> bool:
+        """Add the batch; False when a batch with its id was already recorded (nothing is added then)."""
 
     def month_totals(self, month: str) -> dict[str, int]:
         """Broadcasts per account in ``month``, every app and every process together."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 
-from vask.billing.base import AccountMonth, AppUsage, UsageBatch
+from vask.billing.base import BATCH_ID_DAYS, AccountMonth, AppUsage, UsageBatch
 from vask.billing.plans import (
     DEFAULT_ACCOUNT,
     DEFAULT_PLANS,
@@ -23,6 +24,7 @@ class MemoryBillingStore:
         self._accounts: dict[str, Account] = {DEFAULT_ACCOUNT.id: DEFAULT_ACCOUNT.model_copy()}
         self._apps: dict[tuple[str, str, str], AppUsage] = {}
         self._months: dict[tuple[str, str], AccountMonth] = {}
+        self._batches: dict[str, float] = {}  # batch id → when recorded, oldest first
 
     def list_plans(self) -> list[Plan]:
         with self._lock:
@@ -67,8 +69,16 @@ class MemoryBillingStore:
         if name not in self._plans:
             raise PlanNotFound(f"no plan named {name!r}")
 
-    def record(self, batch: UsageBatch) -> None:
+    def record(self, batch: UsageBatch) -> bool:
+        if not batch:
+            return True
+        now = time.monotonic()
         with self._lock:
+            if batch.id in self._batches:
+                return False
+            self._batches[batch.id] = now
+            while (oldest := next(iter(self._batches))) and self._batches[oldest] < now - BATCH_ID_DAYS * 86400:
+                del self._batches[oldest]
             for delta in batch.apps:
                 key = (delta.account_id, delta.app_id, delta.month)
                 row = self._apps.setdefault(key, AppUsage(*key))
@@ -81,6 +91,7 @@ class MemoryBillingStore:
                 stored.peak_connections = max(stored.peak_connections, month.peak_connections)
                 if month.plan is not None:
                     stored.plan = month.plan.model_copy()
+        return True
 
     def month_totals(self, month: str) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -19,7 +19,9 @@ Overshoot: none on one process; across processes see ``vask.billing.counters``.
 
 Durability: the ledger is written with additive upserts. A crash (kill -9) loses what was counted since the
 last successful write: at most one flush interval of usage, plus a write that was in progress. A write that
-fails is kept and retried with the next one.
+fails is written again, as the same batch with the same id, before anything newer: when the store did commit
+it and only the answer was lost (the database killed during COMMIT), the store sees the id and adds nothing,
+so an outage neither loses nor doubles a broadcast. Until that batch is written, new usage waits in memory.
 
 Months are calendar months in UTC, taken from the injected wall clock: a publish at 23:59:59.9 on the last
 day counts in that month, one at 00:00:00 in the next. Connections open across the boundary count toward the
@@ -56,7 +58,9 @@ ConnectionKey = tuple[str, str]  # (account, app id) a connection was counted un
 class _Written:
     """What a flush brings back from the store thread."""
 
-    totals: dict[str, int]
+    recorded: int = 0  # how many of the batches handed over were recorded (or found already recorded)
+    failed: bool = False
+    totals: dict[str, int] | None = None
     plans: list[Plan] | None = None
     accounts: list[Account] | None = None
     months: list[AccountMonth] | None = None
@@ -82,6 +86,7 @@ class Meter(Observer):
         self._next_refresh = 0.0
         self._task: asyncio.Task[None] | None = None
         self._flushing: asyncio.Lock | None = None
+        self._unwritten: UsageBatch | None = None  # a batch whose write failed: it goes first next time
         # Counters for metrics; they only grow.
         self.broadcasts_total = 0
         self.deliveries_total = 0
@@ -200,11 +205,15 @@ class Meter(Observer):
                   for month, account in sorted(keys)]
         # Earlier months are done once written; the current month's peaks stay for comparison.
         self._peaks = {key: peak for key, peak in self._peaks.items() if key[0] == self.month}
-        self.counters.begin_sync()
         return UsageBatch(apps, months)
 
+    def _batches(self) -> list[UsageBatch]:
+        """What to write now: a batch that failed goes first, as it was (its id lets the store see a repeat)."""
+        self.counters.begin_sync()
+        return [self._unwritten, self._take_batch()] if self._unwritten is not None else [self._take_batch()]
+
     def _restore(self, batch: UsageBatch) -> None:
-        """Put a batch that could not be written back in front of what was counted since."""
+        """Put a batch that was never sent back in front of what was counted since."""
         for old in batch.apps:
             key = (old.month, old.account_id, old.app_id)
             row = self._pending.setdefault(key, AppUsage(old.account_id, old.app_id, old.month))
@@ -216,41 +225,57 @@ class Meter(Observer):
             self._peaks[peak_key] = max(self._peaks.get(peak_key, 0), month.peak_connections)
             self._dirty.add(peak_key)
 
-    def _write(self, batch: UsageBatch, month: str, refresh: bool) -> _Written:
-        """Blocking: runs in a worker thread (or directly in tests)."""
-        self.store.record(batch)
-        written = _Written(self.store.month_totals(month))
-        if refresh:
-            written.plans = self.store.list_plans()
-            written.accounts = self.store.list_accounts()
+    def _write(self, batches: list[UsageBatch], month: str, refresh: bool) -> _Written:
+        """Blocking: runs in a worker thread (or directly in tests). Stops at the first failure."""
+        written = _Written()
+        try:
+            for batch in batches:
+                self.store.record(batch)  # False (already recorded) is as good as written
+                written.recorded += 1
+            written.totals = self.store.month_totals(month)
+            if refresh:
+                written.plans = self.store.list_plans()
+                written.accounts = self.store.list_accounts()
+        except Exception:
+            log.exception("could not write usage; it is kept and written again with the next flush")
+            written.failed = True
         return written
 
     def _apply_accounts(self, plans: Iterable[Plan], accounts: Iterable[Account]) -> None:
         by_name = {plan.name: plan for plan in plans}
         self._plans = {a.id: by_name[a.plan] for a in accounts if a.plan in by_name}
 
-    def _finish(self, batch: UsageBatch, month: str, written: _Written | None) -> None:
-        self.counters.end_sync(month, written.totals if written is not None else None)
-        if written is None:
-            self._restore(batch)
+    def _finish(self, batches: list[UsageBatch], month: str, written: _Written) -> None:
+        # Totals are None when the write or the read after it failed: the counters keep counting this
+        # process's increments until a later read brings them into the ledger totals.
+        self.counters.end_sync(month, written.totals)
+        if written.recorded < len(batches):
+            # The one that failed may have been committed with its answer lost: it is sent again as it is.
+            # Those after it were never sent, so they join what is pending.
+            self._unwritten = batches[written.recorded]
+            for later in batches[written.recorded + 1:]:
+                self._restore(later)
+        else:
+            self._unwritten = None
+        if written.failed:
             self.failed_flushes += 1
             return
         self.flushes += 1
         if written.plans is not None and written.accounts is not None:
             self._apply_accounts(written.plans, written.accounts)
             self._next_refresh = time.monotonic() + self.refresh_interval
-        self._check_warnings({m.account_id for m in batch.accounts if m.month == self.month})
+        self._check_warnings({m.account_id for b in batches for m in b.accounts if m.month == self.month})
 
     def _read_state(self) -> _Written:
-        return _Written(self.store.month_totals(self.month), self.store.list_plans(), self.store.list_accounts(),
-                        self.store.account_months(self.month))
+        return _Written(totals=self.store.month_totals(self.month), plans=self.store.list_plans(),
+                        accounts=self.store.list_accounts(), months=self.store.account_months(self.month))
 
     def load(self) -> None:
         """Read plans, accounts and this month's usage; blocking, called once before serving."""
         self._loaded(self._read_state())
 
     def _loaded(self, written: _Written) -> None:
-        assert written.plans is not None and written.accounts is not None
+        assert written.totals is not None and written.plans is not None and written.accounts is not None
         self._apply_accounts(written.plans, written.accounts)
         self._next_refresh = time.monotonic() + self.refresh_interval
         self.counters.end_sync(self.month, written.totals)
@@ -264,13 +289,8 @@ class Meter(Observer):
         """Write pending usage synchronously (tests, and callers without an event loop)."""
         self._tick()
         month = self.month
-        batch = self._take_batch()
-        try:
-            written: _Written | None = self._write(batch, month, time.monotonic() >= self._next_refresh)
-        except Exception:
-            log.exception("could not write usage; it is kept for the next flush")
-            written = None
-        self._finish(batch, month, written)
+        batches = self._batches()
+        self._finish(batches, month, self._write(batches, month, time.monotonic() >= self._next_refresh))
 
     async def flush(self) -> None:
         if self._flushing is None:
@@ -278,14 +298,9 @@ class Meter(Observer):
         async with self._flushing:  # the periodic task and stop() must not interleave their batches
             self._tick()
             month = self.month
-            batch = self._take_batch()
+            batches = self._batches()
             refresh = time.monotonic() >= self._next_refresh
-            try:
-                written: _Written | None = await asyncio.to_thread(self._write, batch, month, refresh)
-            except Exception:
-                log.exception("could not write usage; it is kept for the next flush")
-                written = None
-            self._finish(batch, month, written)
+            self._finish(batches, month, await asyncio.to_thread(self._write, batches, month, refresh))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -352,6 +367,7 @@ class Meter(Observer):
             "warnings_total": self.warnings_total,
             "flushes": self.flushes,
             "failed_flushes": self.failed_flushes,
-            "unflushed_broadcasts": sum(row.broadcasts for row in self._pending.values()),
+            "unflushed_broadcasts": sum(row.broadcasts for row in self._pending.values())
+            + (sum(row.broadcasts for row in self._unwritten.apps) if self._unwritten is not None else 0),
             "open_connections": sum(self._local.values()),
         }

@@ -19,7 +19,7 @@ from vask.billing._sql import (
     plan_json,
     plan_values,
 )
-from vask.billing.base import AccountMonth, AppUsage, BillingStoreError, UsageBatch
+from vask.billing.base import BATCH_ID_DAYS, AccountMonth, AppUsage, BillingStoreError, UsageBatch
 from vask.billing.plans import (
     DEFAULT_ACCOUNT,
     DEFAULT_PLANS,
@@ -77,6 +77,10 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
         )
         """,
     ),
+    (  # 2: batch ids, so a batch written again after a lost answer is not added twice
+        "CREATE TABLE usage_batches (id TEXT PRIMARY KEY, written_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        "CREATE INDEX usage_batches_written_at ON usage_batches (written_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -94,10 +98,9 @@ _ADD_ACCOUNT_MONTH: LiteralString = (
 
 
 class PostgresBillingStore(PostgresDatabase):
-    """The billing tables on the shared PostgreSQL plumbing; reads are retried once on a dropped connection.
-
-    ``record`` is not retried: if the connection drops during COMMIT the outcome is unknown, and the meter
-    keeps the batch and writes it again, so such a failure can count a batch twice (never lose it).
+    """The billing tables on the shared PostgreSQL plumbing; reads and ``record`` are retried once on a
+    dropped connection. If it drops during COMMIT the outcome is unknown; ``record`` can be repeated safely
+    (the meter also writes a failed batch again, with the same id), so a batch is never counted twice.
     """
 
     error = BillingStoreError
@@ -167,20 +170,27 @@ class PostgresBillingStore(PostgresDatabase):
 
     # -- usage ---------------------------------------------------------------------------------
 
-    def record(self, batch: UsageBatch) -> None:
+    def record(self, batch: UsageBatch) -> bool:
         if not batch:
-            return
+            return True
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> bool:
             with conn.cursor() as cursor:
+                cursor.execute("INSERT INTO usage_batches (id) VALUES (%s) ON CONFLICT (id) DO NOTHING", (batch.id,))
+                if cursor.rowcount == 0:
+                    return False
+                cursor.execute("DELETE FROM usage_batches WHERE written_at < now() - make_interval(days => %s)",
+                               (BATCH_ID_DAYS,))
                 if batch.apps:
                     cursor.executemany(_ADD_APP_USAGE, [(u.account_id, u.app_id, u.month, u.broadcasts,
                                                          u.deliveries, u.peak_connections) for u in batch.apps])
                 if batch.accounts:
                     cursor.executemany(_ADD_ACCOUNT_MONTH, [(m.account_id, m.month, m.peak_connections,
                                                              plan_json(m.plan)) for m in batch.accounts])
+            return True
 
-        self._run(work, retry=False)
+        # Retried like a read: if the first COMMIT went through unseen, the batch id makes the second a no-op.
+        return self._run(work, retry=True)
 
     def month_totals(self, month: str) -> dict[str, int]:
         rows = self._rows("SELECT account_id, SUM(broadcasts) FROM usage_apps WHERE month = %s GROUP BY account_id",

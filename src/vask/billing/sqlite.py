@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vask.billing._sql import (
@@ -17,7 +18,7 @@ from vask.billing._sql import (
     plan_json,
     plan_values,
 )
-from vask.billing.base import AccountMonth, AppUsage, BillingStoreError, UsageBatch
+from vask.billing.base import BATCH_ID_DAYS, AccountMonth, AppUsage, BillingStoreError, UsageBatch
 from vask.billing.plans import (
     DEFAULT_ACCOUNT,
     DEFAULT_PLANS,
@@ -77,8 +78,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (  # 2: batch ids, so a batch written again after a lost answer is not added twice
+        "CREATE TABLE usage_batches (id TEXT PRIMARY KEY, written_at TEXT NOT NULL)",
+        "CREATE INDEX usage_batches_written_at ON usage_batches (written_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _days_ago(days: int) -> str:
+    """A timestamp in the format of ``now()``, which sorts as text."""
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="microseconds")
 
 _ADD_APP_USAGE = (
     f"INSERT INTO usage_apps ({APP_USAGE_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -164,15 +174,20 @@ class SqliteBillingStore(SqliteDatabase):
 
     # -- usage ---------------------------------------------------------------------------------
 
-    def record(self, batch: UsageBatch) -> None:
+    def record(self, batch: UsageBatch) -> bool:
         if not batch:
-            return
+            return True
         now = _now()
         with self._transaction() as conn:
+            if conn.execute("INSERT OR IGNORE INTO usage_batches (id, written_at) VALUES (?, ?)",
+                            (batch.id, now)).rowcount == 0:
+                return False
+            conn.execute("DELETE FROM usage_batches WHERE written_at < ?", (_days_ago(BATCH_ID_DAYS),))
             conn.executemany(_ADD_APP_USAGE, [(u.account_id, u.app_id, u.month, u.broadcasts, u.deliveries,
                                                u.peak_connections, now) for u in batch.apps])
             conn.executemany(_ADD_ACCOUNT_MONTH, [(m.account_id, m.month, m.peak_connections, plan_json(m.plan), now)
                                                   for m in batch.accounts])
+        return True
 
     def month_totals(self, month: str) -> dict[str, int]:
         rows = self._rows("SELECT account_id, SUM(broadcasts) FROM usage_apps WHERE month = ? GROUP BY account_id",

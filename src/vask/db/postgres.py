@@ -72,7 +72,8 @@ class PostgresDatabase:
     def _run(self, work: Callable[[Connection], T], *, retry: bool, atomic: bool = True) -> T:
         """Run ``work`` under the lock, in one transaction when ``atomic`` (else as autocommit statements).
         Domain errors pass through; driver errors become ``error``; a dropped connection is retried once when
-        ``retry`` (reads only). Rows are fetched inside ``work``, while the connection is ours."""
+        ``retry`` (reads, and writes that are safe to repeat). Rows are fetched inside ``work``, while the
+        connection is ours."""
         with self._lock:
             for attempt in (1, 2):
                 if self._closed:
