@@ -237,7 +237,7 @@ class Meter(Observer):
                 written.plans = self.store.list_plans()
                 written.accounts = self.store.list_accounts()
         except Exception:
-            log.exception("could not write usage; it is kept and written again with the next flush")
+            log.exception("could not write usage or read it back; what was not written is kept for the next flush")
             written.failed = True
         return written
 
