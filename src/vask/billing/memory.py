@@ -77,7 +77,8 @@ class MemoryBillingStore:
             if batch.id in self._batches:
                 return False
             self._batches[batch.id] = now
-            while (oldest := next(iter(self._batches))) and self._batches[oldest] < now - BATCH_ID_DAYS * 86400:
+            # Oldest first; the id just added is never that old, so the loop ends.
+            while self._batches[oldest := next(iter(self._batches))] < now - BATCH_ID_DAYS * 86400:
                 del self._batches[oldest]
             for delta in batch.apps:
                 key = (delta.account_id, delta.app_id, delta.month)

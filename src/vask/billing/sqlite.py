@@ -90,6 +90,7 @@ def _days_ago(days: int) -> str:
     """A timestamp in the format of ``now()``, which sorts as text."""
     return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="microseconds")
 
+
 _ADD_APP_USAGE = (
     f"INSERT INTO usage_apps ({APP_USAGE_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (month, account_id, app_id) DO UPDATE SET broadcasts = broadcasts + excluded.broadcasts, "

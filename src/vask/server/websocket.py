@@ -121,12 +121,8 @@ def receive(proto: HttpPeer, ws: ServerFrames, data: bytes, state: ServerState) 
                 proto.utf8 = None
                 state.hub.close(conn, INVALID_DATA, "Invalid UTF-8 in a text message")
                 continue
+            # No size check here: the codec bounds the whole message by max_ws_frame_bytes (close 1009).
             proto.fragments.append(bytes(frame.data))
-            if sum(len(part) for part in proto.fragments) > state.settings.max_ws_frame_bytes:
-                proto.fragments.clear()
-                proto.utf8 = None
-                state.hub.close(conn, c.RECONNECT, "Message too large")
-                continue
             if frame.fin:
                 conn.recv_frames += 1
                 payload = b"".join(proto.fragments)
