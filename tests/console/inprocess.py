@@ -21,7 +21,10 @@ async def running(**settings: Any) -> AsyncIterator[tuple[ServerState, int]]:
     started: asyncio.Future[int] = loop.create_future()
     ready: asyncio.Future[ServerState] = loop.create_future()
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(Settings(**{"port": 0, "create_default_app": False, **settings}), started,
+    # admin_port 0: the dashboard that every node starts binds a free port, never the fixed 9601 of a
+    # developer's running `vask serve` or of a parallel test.
+    defaults = {"port": 0, "admin_port": 0, "create_default_app": False}
+    task = asyncio.create_task(serve(Settings(**{**defaults, **settings}), started,
                                      stop=stop, state_ready=ready))
     done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
