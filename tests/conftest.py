@@ -190,3 +190,17 @@ def shared_engine(request: pytest.FixtureRequest) -> str:
     if not reachable("127.0.0.1", 4222):
         pytest.skip("NATS is not reachable on 127.0.0.1:4222")
     return NATS_URL
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report carries the last lines each of its server processes printed, so that a failure
+    seen only in CI (a node that refused with 503, say) says what the node logged."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            nodes = value if isinstance(value, list) else [value]
+            for node in nodes:
+                if isinstance(node, VaskServer):
+                    report.sections.append((f"vask node on port {node.port}", "".join(node.output[-40:])))
+    return report
