@@ -193,7 +193,7 @@ def shared_engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+def pytest_runtest_makereport(item: pytest.Item) -> Any:
     """A failed test's report carries the last lines each of its server processes printed, so that a failure
     seen only in CI (a node that refused with 503, say) says what the node logged."""
     report = yield
